@@ -1,0 +1,3 @@
+// The errors umh throws, for `instanceof` checks.
+
+export { SpawnError, SyscallError } from "../ffi/errno.ts";

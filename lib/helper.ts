@@ -1,0 +1,255 @@
+// UsermodeHelper: the handle of one running helper, shaped like Deno.ChildProcess.
+
+import { EPOLLIN, P_PID, P_PIDFD, SIGNALS } from "../ffi/constants.ts";
+import { ESRCH, SyscallError } from "../ffi/errno.ts";
+import { close, sendSignal, waitid } from "../ffi/libc.ts";
+import { forgetLive, registerLive } from "./owner_exit.ts";
+import { PipeEnd } from "./pipe.ts";
+import { thePoller } from "./poller.ts";
+import { type HelperOutput, type HelperStatus, outputOf, signalNumber, statusOf } from "./status.ts";
+
+/** How long `[Symbol.asyncDispose]` waits after SIGTERM before SIGKILL. */
+export const DISPOSE_GRACE_MS = 500;
+const NO_PIDFD_POLL_MS = 5;
+
+/** @internal What spawn hands to the handle. */
+export interface HelperInit {
+  readonly pid: number;
+  /** A pidfd, or -1 where the kernel has none (then the pid is polled). */
+  readonly pidfd: number;
+  readonly name: string;
+  readonly stdin: number;
+  readonly stdout: number;
+  readonly stderr: number;
+  readonly signal: AbortSignal | undefined;
+  readonly detached: boolean;
+}
+
+const CONSTRUCT = Symbol("UsermodeHelper.construct");
+
+/**
+ * A running helper: pid, pipes, exit status, kill. The same shape as
+ * `Deno.ChildProcess`; obtained from {@linkcode BlobCommand.spawn} or
+ * {@linkcode forkUsermodeBlob}, never constructed directly.
+ *
+ * The caller owns it: await `status`, or dispose it (`await using`), which
+ * closes stdin, stops the helper (SIGTERM, then SIGKILL after
+ * {@linkcode DISPOSE_GRACE_MS}), reaps it and closes every fd. A helper still
+ * running when the program exits is killed then, unless it was `detached`.
+ *
+ * @example
+ * ```ts
+ * import { forkUsermodeBlob } from "./mod.ts";
+ * import { blobFor } from "../blobs/mod.ts";
+ *
+ * await using helper = forkUsermodeBlob(blobFor("cat"));
+ * const writer = helper.stdin.getWriter();
+ * await writer.write(new TextEncoder().encode("hello"));
+ * await writer.close();
+ * const { stdout } = await helper.output();
+ * console.log(new TextDecoder().decode(stdout)); // "hello"
+ * ```
+ */
+export class UsermodeHelper implements AsyncDisposable {
+  readonly #pid: number;
+  readonly #name: string;
+  readonly #detached: boolean;
+  #pidfd: number;
+  #refed = true;
+  #exited: HelperStatus | null = null;
+  readonly #status: Promise<HelperStatus>;
+  readonly #pipes: { stdin: PipeEnd | null; stdout: PipeEnd | null; stderr: PipeEnd | null };
+  #stdin: WritableStream<Uint8Array> | undefined;
+  #stdout: ReadableStream<Uint8Array<ArrayBuffer>> | undefined;
+  #stderr: ReadableStream<Uint8Array<ArrayBuffer>> | undefined;
+  readonly #abort: AbortSignal | undefined;
+  readonly #onAbort = (): void => {
+    if (this.#exited === null) this.#signal(SIGNALS.SIGTERM);
+  };
+
+  /** @internal Use BlobCommand.spawn() or forkUsermodeBlob(). */
+  constructor(token: symbol, init: HelperInit) {
+    if (token !== CONSTRUCT) throw new TypeError("Illegal constructor");
+    this.#pid = init.pid;
+    this.#pidfd = init.pidfd;
+    this.#name = init.name;
+    this.#detached = init.detached;
+    const label = (stream: string): string => `${stream} of helper "${init.name}" (pid ${init.pid})`;
+    const pipe = (fd: number, stream: string): PipeEnd | null => fd < 0 ? null : new PipeEnd(fd, this, label(stream));
+    this.#pipes = {
+      stdin: pipe(init.stdin, "stdin"),
+      stdout: pipe(init.stdout, "stdout"),
+      stderr: pipe(init.stderr, "stderr"),
+    };
+    this.#abort = init.signal;
+    this.#abort?.addEventListener("abort", this.#onAbort, { once: true });
+    if (!this.#detached) registerLive(this);
+    this.#status = this.#watchExit();
+  }
+
+  /** The helper's process id. */
+  get pid(): number {
+    return this.#pid;
+  }
+
+  /** True while this helper keeps the event loop alive (see `ref()`/`unref()`). */
+  get refed(): boolean {
+    return this.#refed;
+  }
+
+  /** The kernel's `pipe_to_umh`: the helper's stdin. Throws `TypeError` unless stdin is `"piped"`. */
+  get stdin(): WritableStream<Uint8Array> {
+    const pipe = this.#pipes.stdin;
+    if (pipe === null) throw new TypeError("Cannot get 'stdin': 'stdin' is not piped");
+    return this.#stdin ??= pipe.writable();
+  }
+
+  /** The kernel's `pipe_from_umh`: the helper's stdout. Throws `TypeError` unless stdout is `"piped"`. */
+  get stdout(): ReadableStream<Uint8Array<ArrayBuffer>> {
+    const pipe = this.#pipes.stdout;
+    if (pipe === null) throw new TypeError("Cannot get 'stdout': 'stdout' is not piped");
+    return this.#stdout ??= pipe.readable();
+  }
+
+  /** The helper's stderr. Throws `TypeError` unless stderr is `"piped"`. */
+  get stderr(): ReadableStream<Uint8Array<ArrayBuffer>> {
+    const pipe = this.#pipes.stderr;
+    if (pipe === null) throw new TypeError("Cannot get 'stderr': 'stderr' is not piped");
+    return this.#stderr ??= pipe.readable();
+  }
+
+  /** Resolves once the helper has exited and been reaped. Never rejects. */
+  get status(): Promise<HelperStatus> {
+    return this.#status;
+  }
+
+  /**
+   * Waits for the helper to exit and collects all of its piped stdout and
+   * stderr (read concurrently, so a helper filling one pipe cannot deadlock).
+   */
+  async output(): Promise<HelperOutput> {
+    const { stdout, stderr } = this.#pipes;
+    if (this.#stdout?.locked) throw new TypeError("Cannot collect output: 'stdout' is locked");
+    if (this.#stderr?.locked) throw new TypeError("Cannot collect output: 'stderr' is locked");
+    const [out, err, status] = await Promise.all([
+      stdout && collect(this.stdout),
+      stderr && collect(this.stderr),
+      this.#status,
+    ]);
+    return outputOf(status, out, err);
+  }
+
+  /**
+   * Sends `signal` (default `"SIGTERM"`) through the helper's pidfd, so a
+   * recycled pid can never be hit. Throws `TypeError` once the helper has exited.
+   */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    const signo = signalNumber(signal);
+    if (this.#exited !== null) throw new TypeError("Child process has already terminated");
+    this.#signal(signo);
+  }
+
+  /** Lets this helper keep the program alive until it exits (the default). */
+  ref(): void {
+    this.#refed = true;
+    thePoller().refresh();
+  }
+
+  /** Lets the program exit while this helper runs; `status` and reads still work meanwhile. */
+  unref(): void {
+    this.#refed = false;
+    thePoller().refresh();
+  }
+
+  /**
+   * Closes stdin, then stops the helper if it still runs (SIGTERM, then
+   * SIGKILL after {@linkcode DISPOSE_GRACE_MS}), reaps it and closes every fd.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#pipes.stdin?.close();
+    if (this.#exited === null) {
+      this.#signal(SIGNALS.SIGTERM);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, DISPOSE_GRACE_MS));
+      await Promise.race([this.#status, grace]);
+      clearTimeout(timer);
+      if (this.#exited === null) this.#signal(SIGNALS.SIGKILL);
+      await this.#status;
+    }
+    this.#pipes.stdout?.close();
+    this.#pipes.stderr?.close();
+  }
+
+  #signal(signo: number): void {
+    const errno = sendSignal(this.#pidfd, this.#pid, signo);
+    // ESRCH: it exited and the watcher has not reaped it yet; status will say how.
+    if (errno !== 0 && errno !== ESRCH) {
+      throw new SyscallError(`Cannot signal helper "${this.#name}" (pid ${this.#pid})`, "pidfd_send_signal", errno);
+    }
+  }
+
+  /** Waits for the exit through the poller (pidfd) and reaps exactly this child. */
+  async #watchExit(): Promise<HelperStatus> {
+    const action = `Cannot reap helper "${this.#name}" (pid ${this.#pid})`;
+    let result = null;
+    while (result === null) {
+      if (this.#pidfd >= 0) {
+        await thePoller().wait(this.#pidfd, EPOLLIN, this);
+        result = waitid(P_PIDFD, this.#pidfd, 0, action);
+      } else {
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, NO_PIDFD_POLL_MS);
+          if (!this.#refed) Deno.unrefTimer(timer);
+        });
+        result = waitid(P_PID, this.#pid, 0, action);
+      }
+    }
+    const status = statusOf(result);
+    this.#exited = status;
+    if (this.#pidfd >= 0) {
+      thePoller().forget(this.#pidfd);
+      close(this.#pidfd);
+      this.#pidfd = -1;
+    }
+    this.#abort?.removeEventListener("abort", this.#onAbort);
+    forgetLive(this);
+    return status;
+  }
+
+  /** @internal Synchronous last-resort stop at owner exit: SIGKILL by pidfd. */
+  killNow(signo: number): void {
+    if (this.#exited === null) sendSignal(this.#pidfd, this.#pid, signo);
+  }
+
+  /** @internal For owner-exit cleanup: reap without the poller. Returns true once reaped. */
+  reapNow(): boolean {
+    if (this.#exited !== null) return true;
+    const id = this.#pidfd >= 0 ? this.#pidfd : this.#pid;
+    const result = waitid(this.#pidfd >= 0 ? P_PIDFD : P_PID, id, 0, "Cannot reap helper at exit");
+    if (result === null) return false;
+    this.#exited = statusOf(result);
+    return true;
+  }
+}
+
+async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array<ArrayBuffer>> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    total += chunk.length;
+  }
+  if (chunks.length === 1 && chunks[0]!.buffer instanceof ArrayBuffer) return chunks[0] as Uint8Array<ArrayBuffer>;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** @internal Creates a handle; only spawn code calls this. */
+export function newHelper(init: HelperInit): UsermodeHelper {
+  return new UsermodeHelper(CONSTRUCT, init);
+}

@@ -1,0 +1,158 @@
+// The owner's end of one pipe to or from a helper, as a web stream.
+//
+// The fd is non-blocking (on the owner's open file description only: the
+// helper's end stays blocking). Reads and writes are synchronous FFI calls that
+// either make progress or report EAGAIN, in which case the one poller is asked
+// to say when the fd is ready. No thread is held per pipe.
+
+import { EPOLLIN, EPOLLOUT, F_SETPIPE_SZ } from "../ffi/constants.ts";
+import { EPIPE, SyscallError } from "../ffi/errno.ts";
+import { close, fcntl, readSome, writeSome } from "../ffi/libc.ts";
+import { thePoller, type WaitOwner } from "./poller.ts";
+
+const FIRST_READ_SIZE = 64 * 1024;
+/** Pipes grow to this once they are seen full, and reads grow to match. */
+const BIG_PIPE_SIZE = 1024 * 1024;
+
+/** One owned pipe fd. `close()` is idempotent and also takes it out of the poller. */
+export class PipeEnd {
+  #fd: number;
+  readonly #owner: WaitOwner;
+  readonly #label: string;
+  #grown = false;
+  #readSize = FIRST_READ_SIZE;
+  #scratch: Uint8Array<ArrayBuffer> | undefined;
+
+  /** Takes ownership of `fd`. `label` names the pipe in errors: `stdout of "cat" (pid 42)`. */
+  constructor(fd: number, owner: WaitOwner, label: string) {
+    this.#fd = fd;
+    this.#owner = owner;
+    this.#label = label;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** Closes the fd (once). */
+  close(): void {
+    const fd = this.#fd;
+    if (fd < 0) return;
+    this.#fd = -1;
+    thePoller().forget(fd);
+    close(fd);
+  }
+
+  /** A byte stream of everything the helper writes; closes the fd at EOF or cancel. */
+  readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
+    return new ReadableStream({
+      type: "bytes",
+      pull: async (controller) => {
+        const request = controller.byobRequest;
+        const view = request?.view;
+        const target = view ? new Uint8Array(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength) : undefined;
+        const chunk = await this.read(target);
+        if (chunk === null) {
+          controller.close();
+          request?.respond(0);
+        } else if (request) {
+          request.respond(chunk.length);
+        } else {
+          controller.enqueue(chunk);
+        }
+      },
+      cancel: () => this.close(),
+    });
+  }
+
+  /**
+   * Reads what is available, waiting for the poller when nothing is: a chunk
+   * (in `into` when given), or `null` at EOF, after which the fd is closed.
+   */
+  async read(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
+    for (;;) {
+      if (this.#fd < 0) return null;
+      const target = into ?? (this.#scratch ??= new Uint8Array(this.#readSize));
+      const n = readSome(this.#fd, target, `Cannot read the ${this.#label}`);
+      if (n === null) {
+        await thePoller().wait(this.#fd, EPOLLIN, this.#owner);
+        continue;
+      }
+      if (n === 0) {
+        this.close();
+        return null;
+      }
+      if (n === target.length) this.#grow();
+      if (into) return into.subarray(0, n);
+      return this.#takeScratch(n);
+    }
+  }
+
+  /**
+   * A chunk of `n` bytes from the scratch buffer: a big read hands the buffer
+   * over (no copy) and the next read gets a fresh, possibly larger one; a small
+   * read is copied out so a 10-byte reply does not pin a 1 MiB buffer.
+   */
+  #takeScratch(n: number): Uint8Array<ArrayBuffer> {
+    const scratch = this.#scratch!;
+    if (n < scratch.length / 4) return scratch.slice(0, n);
+    this.#scratch = undefined;
+    if (n === scratch.length && this.#readSize < BIG_PIPE_SIZE) this.#readSize *= 2;
+    return scratch.subarray(0, n);
+  }
+
+  /** A writable stream into the pipe; closing it closes the fd (EOF for the helper). */
+  writable(): WritableStream<Uint8Array> {
+    return new WritableStream({
+      write: (chunk) => this.write(chunk),
+      close: () => this.close(),
+      abort: () => this.close(),
+    });
+  }
+
+  /** Writes all of `chunk`, waiting for room as needed. Rejects with EPIPE once the helper's end is closed. */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (!(chunk instanceof Uint8Array)) {
+      throw new TypeError(`Cannot write to the ${this.#label}: expected a Uint8Array, got ${typeof chunk}`);
+    }
+    // FFI needs an ArrayBuffer, not a SharedArrayBuffer.
+    const bytes = chunk.buffer instanceof ArrayBuffer ? chunk as Uint8Array<ArrayBuffer> : chunk.slice();
+    let offset = 0;
+    while (offset < bytes.length) {
+      if (this.#fd < 0) throw new TypeError(`Cannot write to the ${this.#label}: it is closed`);
+      const rest = offset === 0 ? bytes : bytes.subarray(offset);
+      let n: number | null;
+      try {
+        n = writeSome(this.#fd, rest, `Cannot write to the ${this.#label}`);
+      } catch (error) {
+        if (error instanceof SyscallError && error.errno === EPIPE) {
+          throw new SyscallError(`Cannot write to the ${this.#label}: the helper closed it or exited`, "write", EPIPE);
+        }
+        throw error;
+      }
+      if (n === null) {
+        this.#grow();
+        await thePoller().wait(this.#fd, EPOLLOUT, this.#owner);
+        continue;
+      }
+      offset += n;
+    }
+  }
+
+  /**
+   * Grows the pipe to 1 MiB the first time it is seen full: fewer wake-ups for
+   * bulk data, and no cost for the many helpers that only trade small messages.
+   * Best effort: an unprivileged user over `pipe-user-pages-soft` gets EPERM,
+   * and the pipe simply stays at its size.
+   */
+  #grow(): void {
+    if (this.#grown || this.#fd < 0) return;
+    this.#grown = true;
+    try {
+      fcntl(this.#fd, F_SETPIPE_SZ, BIG_PIPE_SIZE, "Cannot grow the pipe");
+    } catch {
+      // EPERM or EBUSY: keep the current size, on purpose.
+    }
+  }
+}

@@ -1,0 +1,67 @@
+// Exit status and output shapes, as Deno.CommandStatus / Deno.CommandOutput spell them.
+
+import { CLD_EXITED, type SignalName, SIGNALS } from "../ffi/constants.ts";
+import type { WaitResult } from "../ffi/libc.ts";
+
+/**
+ * How a helper ended, as `Deno.CommandStatus`: `code` is the exit code, or
+ * 128 + the signal number when a signal killed it (`signal` then names it).
+ */
+export interface HelperStatus {
+  /** True when the helper exited with code 0. */
+  readonly success: boolean;
+  /** Exit code, or 128 + signal number. */
+  readonly code: number;
+  /** The signal that killed the helper, e.g. `"SIGKILL"`, or `null`. */
+  readonly signal: Deno.Signal | null;
+}
+
+/** A helper's status plus everything it wrote, as `Deno.CommandOutput`. */
+export interface HelperOutput extends HelperStatus {
+  /** All of stdout. Throws `TypeError` when stdout was not `"piped"`. */
+  readonly stdout: Uint8Array<ArrayBuffer>;
+  /** All of stderr. Throws `TypeError` when stderr was not `"piped"`. */
+  readonly stderr: Uint8Array<ArrayBuffer>;
+}
+
+const SIGNAL_NAMES = new Map<number, SignalName>(
+  Object.entries(SIGNALS).map(([name, number]) => [number, name as SignalName]),
+);
+
+/** The name of signal `signo` (`"SIGRTMIN+3"`-style names for real-time signals). */
+export function signalName(signo: number): Deno.Signal {
+  const name = SIGNAL_NAMES.get(signo) ?? (signo >= 34 ? `SIGRTMIN+${signo - 34}` : `SIG${signo}`);
+  return name as Deno.Signal;
+}
+
+/** The signal number for a name such as `"SIGTERM"`; `TypeError` for an unknown name. */
+export function signalNumber(signal: string): number {
+  const number = (SIGNALS as Record<string, number>)[signal];
+  if (number === undefined) throw new TypeError(`Invalid signal: "${signal}" is not a Linux signal name`);
+  return number;
+}
+
+/** Turns a waitid() result into a status. */
+export function statusOf(result: WaitResult): HelperStatus {
+  if (result.how === CLD_EXITED) return { success: result.status === 0, code: result.status, signal: null };
+  return { success: false, code: 128 + result.status, signal: signalName(result.status) };
+}
+
+/** Builds an output whose `stdout`/`stderr` getters throw when that stream was not piped. */
+export function outputOf(
+  status: HelperStatus,
+  stdout: Uint8Array<ArrayBuffer> | null,
+  stderr: Uint8Array<ArrayBuffer> | null,
+): HelperOutput {
+  return {
+    ...status,
+    get stdout(): Uint8Array<ArrayBuffer> {
+      if (stdout === null) throw new TypeError("Cannot get 'stdout': 'stdout' is not piped");
+      return stdout;
+    },
+    get stderr(): Uint8Array<ArrayBuffer> {
+      if (stderr === null) throw new TypeError("Cannot get 'stderr': 'stderr' is not piped");
+      return stderr;
+    },
+  };
+}

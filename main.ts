@@ -1,0 +1,129 @@
+// umh: the command line. Parses argv, calls lib/, prints `error: <message>`
+// to stderr and exits with the helper's code (128 + signal when killed).
+
+import { parseArgs } from "node:util";
+import { blobFor } from "./blobs/mod.ts";
+import { encodeFrame, forkUsermodeBlob, FrameReader, type HelperStatus, loadBlob } from "./lib/mod.ts";
+import { BlobCommand } from "./lib/mod.ts";
+
+const USAGE = `umh: run executables from memory, as the kernel's fork_usermode_blob() does
+
+Usage:
+  umh [demo]                 start the built-in request/reply helper from memory and talk to it
+  umh run <file|-> [options] [-- args...]
+                             run any executable from memory with inherited stdio
+  umh --help                 this text; "umh <command> --help" for one command
+
+Needs --allow-ffi (umh calls libc directly) and --allow-read to read a file for "run".`;
+
+const DEMO_USAGE = `umh demo: load the compiled-in request/reply helper into a sealed memfd,
+start it with pipes, exchange a few framed messages, and reap it.
+
+Usage:
+  umh demo`;
+
+const RUN_USAGE = `umh run: run an executable from memory; nothing is written to disk.
+
+Usage:
+  umh run <file|-> [options] [-- args...]
+
+Options:
+  --name <name>          memfd name and argv[0] (default: the file's base name)
+  --integrity <sri>      refuse the file unless it matches, e.g. sha256-<base64>
+  --env KEY=VALUE        set a variable (repeatable)
+  --clear-env            start from an empty environment
+  --cwd <dir>            working directory of the helper
+  -h, --help             this text
+
+The exit code is the helper's, or 128 + the signal number if a signal killed it.
+
+Examples:
+  umh run /bin/echo -- hello world
+  cat ./tool | umh run - --name tool -- --version
+  umh run ./helper --integrity sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= --clear-env --env A=1`;
+
+/** Runs the CLI and returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command = "demo", ...rest] = argv;
+  if (command === "--help" || command === "-h" || command === "help") return usage(USAGE);
+  if (command === "demo") return rest.includes("--help") || rest.includes("-h") ? usage(DEMO_USAGE) : await demo();
+  if (command === "run") return await run(rest);
+  throw new Error(`Unknown command "${command}": try "umh --help"`);
+}
+
+function usage(text: string): number {
+  console.log(text);
+  return 0;
+}
+
+async function demo(): Promise<number> {
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const started = performance.now();
+  using blob = loadBlob(blobFor("reqrep"), { name: "umh-demo" });
+  await using helper = forkUsermodeBlob(blob);
+  console.log(`helper "${blob.name}" (${blob.size} bytes, from a sealed memfd) started as pid ${helper.pid}`);
+  const writer = helper.stdin.getWriter();
+  const frames = new FrameReader(helper.stdout);
+  for (const message of ["hello", "!pid", "goodbye"]) {
+    await writer.write(encodeFrame(encoder.encode(message)));
+    const reply = await frames.next();
+    console.log(`  sent ${JSON.stringify(message)}, got ${JSON.stringify(reply && decoder.decode(reply))}`);
+  }
+  await writer.close(); // EOF on pipe_to_umh: the helper exits
+  const status = await helper.status;
+  console.log(`exited: ${describe(status)} after ${(performance.now() - started).toFixed(1)} ms`);
+  return status.code;
+}
+
+async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      name: { type: "string" },
+      integrity: { type: "string" },
+      env: { type: "string", multiple: true },
+      "clear-env": { type: "boolean" },
+      cwd: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return usage(RUN_USAGE);
+  const [file, ...helperArgs] = positionals;
+  if (file === undefined) throw new Error('Missing file: "umh run <file|-> [-- args...]"');
+  const bytes = file === "-" ? await readAll(Deno.stdin.readable) : await Deno.readFile(file);
+  const name = values.name ?? (file === "-" ? "stdin" : file.split("/").pop()!);
+  const env: Record<string, string> = {};
+  for (const pair of values.env ?? []) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new Error(`Invalid --env "${pair}": expected KEY=VALUE`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  using blob = loadBlob(bytes, { name, integrity: values.integrity });
+  const helper = new BlobCommand(blob, {
+    args: helperArgs,
+    env,
+    clearEnv: values["clear-env"] ?? false,
+    cwd: values.cwd,
+    stdin: file === "-" ? "null" : "inherit",
+  }).spawn();
+  return (await helper.status).code;
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+function describe(status: HelperStatus): string {
+  return status.signal ? `killed by ${status.signal} (code ${status.code})` : `code ${status.code}`;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exitCode = await main(Deno.args);
+  } catch (error) {
+    console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+    Deno.exitCode = 1;
+  }
+}
