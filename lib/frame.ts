@@ -39,7 +39,7 @@ export function encodeFrame(payload: Uint8Array): Uint8Array<ArrayBuffer> {
  */
 export class FrameReader {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #buffer = new Uint8Array(0);
+  #buffer: Uint8Array = new Uint8Array(0);
 
   /** @param stream The bytes to read; this reader locks it. */
   constructor(stream: ReadableStream<Uint8Array>) {
@@ -55,7 +55,9 @@ export class FrameReader {
     for (;;) {
       if (this.#buffer.length >= 4) {
         const length = new DataView(this.#buffer.buffer, this.#buffer.byteOffset).getUint32(0, true);
-        if (length > MAX_FRAME_BYTES) throw new RangeError(`Invalid frame: length ${length} is over ${MAX_FRAME_BYTES}`);
+        if (length > MAX_FRAME_BYTES) {
+          throw new RangeError(`Invalid frame: length ${length} is over ${MAX_FRAME_BYTES}`);
+        }
         need = 4 + length;
         if (this.#buffer.length >= need) {
           const payload = this.#buffer.slice(4, need);

@@ -25,3 +25,6 @@ export { DISPOSE_GRACE_MS, UsermodeHelper } from "./helper.ts";
 export type { BlobSource, HelperOptions, Stdio } from "./spawn.ts";
 export type { HelperOutput, HelperStatus } from "./status.ts";
 export { encodeFrame, FrameReader, MAX_FRAME_BYTES } from "./frame.ts";
+export { DriverDownError, HelperDiedError, RequestTimeoutError } from "./errors.ts";
+export { UsermodeDriver } from "./usermode_driver.ts";
+export type { DriverEventDetail, UsermodeDriverOptions } from "./usermode_driver.ts";
