@@ -1,0 +1,199 @@
+// Issue 3: every helper's whole life is owned — exit watching at scale, no
+// leaks over many cycles, and helpers killed when the owner goes.
+
+import assert from "node:assert/strict";
+import { blobFor } from "../blobs/mod.ts";
+import { encodeFrame, forkUsermodeBlob, FrameReader, loadBlob } from "../lib/mod.ts";
+
+const REQREP = blobFor("reqrep");
+
+function fdCount(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].length;
+}
+
+function threadCount(): number {
+  return Number(/^Threads:\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1]);
+}
+
+/** True while `pid` exists and is not a zombie. */
+function running(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+async function waitGone(pids: number[], ms: number): Promise<number[]> {
+  const deadline = performance.now() + ms;
+  let left = pids.filter(running);
+  while (left.length > 0 && performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    left = left.filter(running);
+  }
+  return left;
+}
+
+Deno.test("forkUsermodeBlob() 10,000 start/exit cycles end with the same fd and thread counts", async () => {
+  using blob = loadBlob(REQREP, { name: "cycle" });
+  // Warm up: the poller, its eventfd and the /dev/null fd are made once.
+  for (let i = 0; i < 20; i++) {
+    const helper = forkUsermodeBlob(blob, { stdout: "null" });
+    await helper.stdin.close();
+    await helper.status;
+  }
+  const fds = fdCount();
+  const threads = threadCount();
+  const inFlight = 8;
+  let started = 0;
+  const worker = async (): Promise<void> => {
+    while (started < 10_000) {
+      started++;
+      const helper = forkUsermodeBlob(blob, { stdout: "null" });
+      await helper.stdin.close(); // EOF: reqrep exits 0
+      assert.equal((await helper.status).code, 0);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  assert.equal(fdCount(), fds);
+  assert.ok(threadCount() <= threads + 1, `threads grew from ${threads} to ${threadCount()}`);
+});
+
+Deno.test("forkUsermodeBlob() watches and reaps 500 helpers alive at once", async () => {
+  using blob = loadBlob(REQREP, { name: "many" });
+  const fds = fdCount();
+  const threadsBefore = threadCount();
+  const helpers = Array.from({ length: 500 }, () => forkUsermodeBlob(blob));
+  // Every one answers while all are alive, through the one poller.
+  const replies = await Promise.all(helpers.map(async (helper) => {
+    const writer = helper.stdin.getWriter();
+    await writer.write(encodeFrame(new TextEncoder().encode("!pid")));
+    const reply = await new FrameReader(helper.stdout).next();
+    await writer.close();
+    return Number(new TextDecoder().decode(reply!));
+  }));
+  assert.deepEqual(replies, helpers.map((h) => h.pid));
+  assert.ok(threadCount() <= threadsBefore + 2, `threads: ${threadsBefore} → ${threadCount()} with 500 helpers`);
+  const statuses = await Promise.all(helpers.map((h) => h.status));
+  assert.ok(statuses.every((s) => s.success));
+  for (const helper of helpers) await helper[Symbol.asyncDispose]();
+  assert.deepEqual(helpers.map((h) => h.pid).filter(running), []);
+  assert.equal(fdCount(), fds);
+});
+
+Deno.test("forkUsermodeBlob() leaves Deno.Command children started alongside to Deno", async () => {
+  using blob = loadBlob(REQREP, { name: "side" });
+  const helpers = Array.from({ length: 20 }, () => forkUsermodeBlob(blob));
+  const commands = Array.from(
+    { length: 20 },
+    (_, i) => new Deno.Command("/bin/sh", { args: ["-c", `sleep 0.0${i % 5}; exit ${i % 4}`] }).spawn(),
+  );
+  for (const helper of helpers) await helper.stdin.close();
+  const [helperStatuses, commandStatuses] = await Promise.all([
+    Promise.all(helpers.map((h) => h.status)),
+    Promise.all(commands.map((c) => c.status)),
+  ]);
+  assert.ok(helperStatuses.every((s) => s.code === 0));
+  assert.deepEqual(commandStatuses.map((s) => s.code), commands.map((_, i) => i % 4));
+  for (const helper of helpers) await helper[Symbol.asyncDispose]();
+});
+
+// --- owner exit: a child Deno program starts five helpers, then ends in one way or another.
+
+const OWNER = `
+import { forkUsermodeBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
+const how = Deno.args[0];
+const helpers = Array.from({ length: 5 }, () => forkUsermodeBlob(blobFor("reqrep"), { stderr: "null" }));
+console.log(JSON.stringify(helpers.map((h) => h.pid)));
+if (how === "throw") throw new Error("owner failed");
+if (how === "reject") Promise.reject(new Error("owner rejected"));
+if (how === "exit") Deno.exit(4);
+if (how === "end") for (const h of helpers) h.unref();
+if (how === "wait") setInterval(() => {}, 1000);
+`;
+
+async function owner(how: string, signal?: Deno.Signal): Promise<{ pids: number[]; status: Deno.CommandStatus }> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const script = `${dir}/owner.ts`;
+    await Deno.writeTextFile(script, OWNER);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-raw-imports", script, how],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    const pids = JSON.parse(text.split("\n")[0]!) as number[];
+    if (signal) child.kill(signal);
+    reader.releaseLock();
+    await child.stdout.cancel();
+    return { pids, status: await child.status };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+  Deno.test(`owner exit on ${signal} kills and reaps all five helpers`, async () => {
+    const { pids, status } = await owner("wait", signal);
+    assert.equal(pids.length, 5);
+    assert.equal(status.code, 128 + { SIGTERM: 15, SIGINT: 2, SIGHUP: 1 }[signal]);
+    assert.deepEqual(pids.filter(running), []);
+  });
+}
+
+for (const how of ["throw", "reject", "exit", "end"]) {
+  Deno.test(`owner exit by ${how} kills and reaps all five helpers`, async () => {
+    const { pids, status } = await owner(how);
+    assert.equal(pids.length, 5);
+    assert.equal(status.success, how === "end", `owner status ${JSON.stringify(status)}`);
+    if (how === "exit") assert.equal(status.code, 4);
+    assert.deepEqual(pids.filter(running), []);
+  });
+}
+
+Deno.test("owner killed with SIGKILL: the helpers see EOF on stdin and exit by themselves", async () => {
+  const { pids, status } = await owner("wait", "SIGKILL");
+  assert.equal(status.signal, "SIGKILL");
+  assert.deepEqual(await waitGone(pids, 5000), []);
+});
+
+Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in its own process group", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const script = `${dir}/detached.ts`;
+    const sleeper = "new TextEncoder().encode('#!/bin/sh\\nexec sleep 30\\n')";
+    await Deno.writeTextFile(
+      script,
+      OWNER.replace(
+        'blobFor("reqrep"), { stderr: "null" }',
+        `${sleeper}, { stdin: "null", stdout: "null", detached: true }`,
+      )
+        .replace("Array.from({ length: 5 }", "Array.from({ length: 1 }"),
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-raw-imports", script, "end"],
+      stderr: "inherit",
+    }).output();
+    assert.ok(out.success);
+    const [pid] = JSON.parse(new TextDecoder().decode(out.stdout)) as number[];
+    try {
+      assert.ok(running(pid!), "the detached helper still runs after its owner exited");
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const pgrp = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+      assert.equal(pgrp, pid, "it leads its own process group");
+    } finally {
+      Deno.kill(pid!, "SIGKILL");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
