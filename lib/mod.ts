@@ -28,3 +28,4 @@ export { encodeFrame, FrameReader, MAX_FRAME_BYTES } from "./frame.ts";
 export { DriverDownError, HelperDiedError, RequestTimeoutError } from "./errors.ts";
 export { UsermodeDriver } from "./usermode_driver.ts";
 export type { DriverEventDetail, UsermodeDriverOptions } from "./usermode_driver.ts";
+export { handleOwnerSignals, killAllHelpersSync } from "./owner_exit.ts";

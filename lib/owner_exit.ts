@@ -23,6 +23,34 @@ const EXIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 const live = new Set<LiveHelper>();
 let installed = false;
+let handleSignals = true;
+
+/**
+ * Chooses whether umh listens for SIGINT, SIGTERM and SIGHUP while helpers
+ * live (the default), killing them and exiting with 128 + the signal number.
+ * A program with its own handlers for those signals (a graceful shutdown)
+ * should turn this off and call {@linkcode killAllHelpersSync} itself.
+ *
+ * @param enabled `false` to leave those signals to the program.
+ *
+ * @example
+ * ```ts
+ * import { handleOwnerSignals, killAllHelpersSync } from "./mod.ts";
+ * handleOwnerSignals(false);
+ * const onInt = (): void => {
+ *   killAllHelpersSync();
+ *   Deno.exit(130);
+ * };
+ * Deno.addSignalListener("SIGINT", onInt);
+ * Deno.removeSignalListener("SIGINT", onInt);
+ * ```
+ */
+export function handleOwnerSignals(enabled: boolean): void {
+  if (enabled === handleSignals) return;
+  if (installed) uninstall();
+  handleSignals = enabled;
+  if (live.size > 0) install();
+}
 
 /** Adds a helper to those killed at owner exit. */
 export function registerLive(helper: LiveHelper): void {
@@ -42,8 +70,17 @@ export function liveHelperCount(): number {
 }
 
 /**
- * Stops every live helper now: SIGTERM, up to `graceMs` for them to exit,
- * then SIGKILL, and reaps each. Synchronous, for exit paths that cannot await.
+ * Stops every live helper that is not detached, now: SIGTERM, up to
+ * `graceMs` for them to exit, then SIGKILL, and reaps each. Synchronous, for
+ * exit paths that cannot await.
+ *
+ * @param graceMs How long to wait after SIGTERM (default 100 ms).
+ *
+ * @example
+ * ```ts
+ * import { killAllHelpersSync } from "./mod.ts";
+ * killAllHelpersSync(); // e.g. in your own SIGTERM handler, before Deno.exit()
+ * ```
  */
 export function killAllHelpersSync(graceMs: number = EXIT_GRACE_MS): void {
   const helpers = [...live];
@@ -91,7 +128,7 @@ function install(): void {
   globalThis.addEventListener("unload", onUnload);
   globalThis.addEventListener("error", onError);
   globalThis.addEventListener("unhandledrejection", onError);
-  for (const [signal, handler] of signalHandlers) Deno.addSignalListener(signal, handler);
+  if (handleSignals) { for (const [signal, handler] of signalHandlers) Deno.addSignalListener(signal, handler); }
 }
 
 function uninstall(): void {
@@ -99,5 +136,5 @@ function uninstall(): void {
   globalThis.removeEventListener("unload", onUnload);
   globalThis.removeEventListener("error", onError);
   globalThis.removeEventListener("unhandledrejection", onError);
-  for (const [signal, handler] of signalHandlers) Deno.removeSignalListener(signal, handler);
+  if (handleSignals) { for (const [signal, handler] of signalHandlers) Deno.removeSignalListener(signal, handler); }
 }

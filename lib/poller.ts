@@ -152,6 +152,7 @@ class Poller {
     for (let i = 0; i < n; i++) {
       const [events, token] = epollEventAt(this.#eventsView, i);
       if (token === WAKE_TOKEN) {
+        // Drain the counter; EAGAIN (another wake already drained it) is fine.
         readSome(this.#wakeFd, this.#wakeBuffer, "Cannot reset the poller's eventfd");
         continue;
       }

@@ -102,7 +102,7 @@ Deno.test("forkUsermodeBlob() leaves Deno.Command children started alongside to 
 // --- owner exit: a child Deno program starts five helpers, then ends in one way or another.
 
 const OWNER = `
-import { forkUsermodeBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+import { forkUsermodeBlob, handleOwnerSignals } from "${new URL("../lib/mod.ts", import.meta.url).href}";
 import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
 const how = Deno.args[0];
 const helpers = Array.from({ length: 5 }, () => forkUsermodeBlob(blobFor("reqrep"), { stderr: "null" }));
@@ -112,9 +112,23 @@ if (how === "reject") Promise.reject(new Error("owner rejected"));
 if (how === "exit") Deno.exit(4);
 if (how === "end") for (const h of helpers) h.unref();
 if (how === "wait") setInterval(() => {}, 1000);
+if (how === "graceful") {
+  handleOwnerSignals(false);
+  const timer = setInterval(() => {}, 1000);
+  Deno.addSignalListener("SIGTERM", async () => {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const alive = helpers.filter((h) => { try { h.kill("SIGCONT"); return true; } catch { return false; } });
+    console.log("alive after SIGTERM: " + alive.length);
+    clearInterval(timer);
+    Deno.exit(0);
+  });
+}
 `;
 
-async function owner(how: string, signal?: Deno.Signal): Promise<{ pids: number[]; status: Deno.CommandStatus }> {
+async function owner(
+  how: string,
+  signal?: Deno.Signal,
+): Promise<{ pids: number[]; status: Deno.CommandStatus; rest: string }> {
   const dir = await Deno.makeTempDir();
   try {
     const script = `${dir}/owner.ts`;
@@ -133,9 +147,12 @@ async function owner(how: string, signal?: Deno.Signal): Promise<{ pids: number[
     }
     const pids = JSON.parse(text.split("\n")[0]!) as number[];
     if (signal) child.kill(signal);
-    reader.releaseLock();
-    await child.stdout.cancel();
-    return { pids, status: await child.status };
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    return { pids, status: await child.status, rest: text.split("\n").slice(1).join("\n") };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -159,6 +176,13 @@ for (const how of ["throw", "reject", "exit", "end"]) {
     assert.deepEqual(pids.filter(running), []);
   });
 }
+
+Deno.test("handleOwnerSignals(false) leaves SIGTERM to the program's own handler, and its helpers running", async () => {
+  const { pids, status, rest } = await owner("graceful", "SIGTERM");
+  assert.equal(status.code, 0);
+  assert.match(rest, /alive after SIGTERM: 5/);
+  assert.deepEqual(pids.filter(running), [], "Deno.exit() afterwards still reaps them");
+});
 
 Deno.test("owner killed with SIGKILL: the helpers see EOF on stdin and exit by themselves", async () => {
   const { pids, status } = await owner("wait", "SIGKILL");
