@@ -83,6 +83,7 @@ export class SyscallError extends Error {
 
 /** A helper could not be started: bad blob, exec failure, or a setup step. */
 export class SpawnError extends SyscallError {
+  /** Same arguments as {@linkcode SyscallError}'s constructor. */
   constructor(action: string, syscall: string, errno: number, options?: ErrorOptions & { detail?: string }) {
     super(action, syscall, errno, options);
     this.name = "SpawnError";

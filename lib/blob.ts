@@ -121,7 +121,8 @@ export class UsermodeBlob implements Disposable {
   }
 }
 
-function elfMachine(bytes: Uint8Array): string | null {
+/** The ELF header's machine of `bytes` (`"x86_64"`, ...), or `null` when they are not ELF. */
+export function elfMachine(bytes: Uint8Array): string | null {
   if (bytes.length < 20 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46) {
     return null;
   }

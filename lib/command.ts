@@ -24,6 +24,8 @@ export class BlobCommand {
   readonly #options: HelperOptions;
 
   /**
+   * Describes how to start `blob`; nothing runs until `spawn()` or `output()`.
+   *
    * @param blob The executable: bytes (loaded into a sealed memfd once per
    *   array, then reused) or a {@linkcode UsermodeBlob}.
    * @param options As `Deno.CommandOptions`: `args`, `env`, `clearEnv`, `cwd`,

@@ -27,6 +27,8 @@ export class HelperDiedError extends Error {
   readonly status: HelperStatus;
 
   /**
+   * Describes the death of helper `name`.
+   *
    * @param name The helper's name.
    * @param pid Its pid.
    * @param status How it ended.
@@ -56,6 +58,8 @@ export class RequestTimeoutError extends Error {
   readonly timeoutMs: number;
 
   /**
+   * Describes a request to helper `name` that got no reply.
+   *
    * @param name The helper's name.
    * @param pid Its pid.
    * @param timeoutMs The timeout that passed.
@@ -79,6 +83,8 @@ export class RequestTimeoutError extends Error {
  */
 export class DriverDownError extends Error {
   /**
+   * Says why driver `name` is down.
+   *
    * @param name The driver's name.
    * @param reason Why it is down.
    * @param options The last failure as `cause`.

@@ -41,7 +41,11 @@ export class FrameReader {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   #buffer: Uint8Array = new Uint8Array(0);
 
-  /** @param stream The bytes to read; this reader locks it. */
+  /**
+   * Wraps `stream`, which this reader locks.
+   *
+   * @param stream The bytes to read.
+   */
   constructor(stream: ReadableStream<Uint8Array>) {
     this.#reader = stream.getReader();
   }

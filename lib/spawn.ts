@@ -6,7 +6,7 @@ import { ENOEXEC, SpawnError } from "../ffi/errno.ts";
 import { close, pidfdOpen, pipe2, setNonblocking } from "../ffi/libc.ts";
 import { cStringArray } from "../ffi/pointer.ts";
 import { type ChildFd, environEntries, posixSpawn } from "../ffi/spawn.ts";
-import { loadBlob, type UsermodeBlob } from "./blob.ts";
+import { elfMachine, loadBlob, type UsermodeBlob } from "./blob.ts";
 import { newHelper, type UsermodeHelper } from "./helper.ts";
 
 /** What a helper's fd 0, 1 or 2 is connected to, as in `Deno.CommandOptions`. */
@@ -66,14 +66,16 @@ export function resolveBlob(source: BlobSource): UsermodeBlob {
 /** Starts `source` with fully defaulted `stdio`. Throws SpawnError, TypeError, or the signal's reason. */
 export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): UsermodeHelper {
   options.signal?.throwIfAborted();
-  const blob = resolveBlob(source);
-  const name = blob.name;
-  const action = `Cannot spawn "${name}"`;
-  const machine = blob.elfMachine;
+  // Checked before a byte array is loaded, so a refused blob holds no memfd.
+  const machine = source instanceof Uint8Array ? elfMachine(source) : source.elfMachine;
   if (machine !== null && machine !== Deno.build.arch) {
+    const action = `Cannot spawn "${source instanceof Uint8Array ? "umh-blob" : source.name}"`;
     const detail = `the blob is an ELF for ${machine}, and this machine is ${Deno.build.arch} (ENOEXEC)`;
     throw new SpawnError(action, "execve", ENOEXEC, { detail });
   }
+  const blob = resolveBlob(source);
+  const name = blob.name;
+  const action = `Cannot spawn "${name}"`;
   const argv = cStringArray(
     [options.argv0 ?? name, ...(options.args ?? [])],
     (i) => i === 0 ? "argv0" : `args[${i - 1}]`,

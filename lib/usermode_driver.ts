@@ -15,10 +15,13 @@ import type { HelperStatus } from "./status.ts";
 export interface UsermodeDriverOptions {
   /** Name for errors, events and the memfd. Defaults to the blob's name. */
   name?: string;
-  /** Helper arguments, environment and directory, as in `BlobCommand`. */
+  /** Helper arguments after `argv[0]`, as in `BlobCommand`. */
   args?: string[];
+  /** Variables to set for the helper, as in `BlobCommand`. */
   env?: Record<string, string>;
+  /** Give the helper exactly `env`, as in `BlobCommand`. */
   clearEnv?: boolean;
+  /** The helper's working directory. */
   cwd?: string | URL;
   /** The helper's stderr: `"inherit"` (default) or `"null"`. */
   stderr?: "inherit" | "null";
@@ -48,8 +51,9 @@ export interface DriverEventDetail {
   readonly status?: HelperStatus;
   /** `"exit"` only: `"stop"` (asked to), `"timeout"` (killed for not answering) or `"died"`. */
   readonly cause?: "stop" | "timeout" | "died";
-  /** `"restart"` only: the pid it replaces and the delay waited. */
+  /** `"restart"` only: the pid it replaces. */
   readonly previousPid?: number;
+  /** `"restart"` only: the backoff delay waited before it, in ms. */
   readonly delayMs?: number;
 }
 
@@ -99,6 +103,8 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
   #stopped = false;
 
   /**
+   * Loads the helper (when given bytes); nothing starts until `start()` or the first request.
+   *
    * @param blob The helper: bytes (loaded once here) or a loaded blob (not closed by the driver).
    * @param options Timeouts, restart policy and helper options.
    */

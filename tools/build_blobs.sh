@@ -89,7 +89,12 @@ cflags=(
   -Wl,--build-id=none
 )
 
-sources=(blobs/*.c)
+# Every helper program in blobs/; the spawn trampoline is a shared object with
+# its own build (tools/build_trampoline.sh).
+sources=()
+for src in blobs/*.c; do
+  [ "$src" = blobs/trampoline.c ] || sources+=("$src")
+done
 mismatches=()
 for arch in "${selected[@]}"; do
   cc_bin="$(compiler_for "$arch")"
