@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { blobFor } from "./blobs/mod.ts";
 import { encodeFrame, forkUsermodeBlob, FrameReader, type HelperStatus, loadBlob } from "./lib/mod.ts";
 import { BlobCommand } from "./lib/mod.ts";
+import { type MachineCapability, type MachineInfo, machineInfo } from "./lib/info.ts";
 
 const USAGE = `umh: run executables from memory, as the kernel's fork_usermode_blob() does
 
@@ -12,9 +13,34 @@ Usage:
   umh [demo]                 start the built-in request/reply helper from memory and talk to it
   umh run <file|-> [options] [-- args...]
                              run any executable from memory with inherited stdio
+  umh info [--json]          what this machine allows: kernel, glibc, memfd policy, syscalls
   umh --help                 this text; "umh <command> --help" for one command
 
 Needs --allow-ffi (umh calls libc directly) and --allow-read to read a file for "run".`;
+
+const INFO_USAGE = `umh info: what this machine allows umh to do. Nothing is executed: each
+check makes a memfd, an eventfd or a pidfd and closes it again.
+
+Usage:
+  umh info [--json]
+
+Options:
+  --json                 print one JSON object instead of a table
+  -h, --help             this text
+
+Shows: arch, kernel (uname -r), glibc and Deno versions, vm.memfd_noexec
+(0, 1, 2, or "absent" before Linux 6.3), and whether MFD_EXEC, memfd seals,
+pidfd_open, close_range and execveat work and /proc is mounted.
+
+JSON shape (see MachineInfo in lib/info.ts):
+  { "os", "arch", "kernel", "glibc", "deno": string,
+    "memfdNoexec": 0 | 1 | 2 | "absent" | "unknown",
+    "mfdExec", "seals", "pidfdOpen", "closeRange", "execveat", "proc":
+      { "ok": true | false | null, "detail": string } }
+
+Examples:
+  umh info
+  umh info --json | jq .memfdNoexec`;
 
 const DEMO_USAGE = `umh demo: load the compiled-in request/reply helper into a sealed memfd,
 start it with pipes, exchange a few framed messages, and reap it.
@@ -48,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
   if (command === "--help" || command === "-h" || command === "help") return usage(USAGE);
   if (command === "demo") return rest.includes("--help") || rest.includes("-h") ? usage(DEMO_USAGE) : await demo();
   if (command === "run") return await run(rest);
+  if (command === "info") return info(rest);
   throw new Error(`Unknown command "${command}": try "umh --help"`);
 }
 
@@ -109,6 +136,43 @@ async function run(args: string[]): Promise<number> {
     stdin: file === "-" ? "null" : "inherit",
   }).spawn();
   return (await helper.status).code;
+}
+
+function info(args: string[]): number {
+  const { values } = parseArgs({
+    args,
+    options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) return usage(INFO_USAGE);
+  const machine = machineInfo();
+  console.log(values.json ? JSON.stringify(machine, null, 2) : infoTable(machine));
+  return 0;
+}
+
+const NOEXEC_MEANING: Record<string, string> = {
+  0: "executable memfds allowed",
+  1: "memfds are non-executable unless created with MFD_EXEC",
+  2: "executable memfds refused: umh uses an unnamed tmpfs file",
+  absent: "no such setting: Linux before 6.3, executable memfds allowed",
+  unknown: "could not be read",
+};
+
+function infoTable(machine: MachineInfo): string {
+  const mark = (c: MachineCapability): string => c.ok === true ? "yes" : c.ok === false ? "no " : "?  ";
+  const rows: [string, string][] = [
+    ["arch", machine.arch],
+    ["kernel", machine.kernel],
+    ["glibc", machine.glibc],
+    ["deno", machine.deno],
+    ["vm.memfd_noexec", `${machine.memfdNoexec} (${NOEXEC_MEANING[machine.memfdNoexec]})`],
+    ["MFD_EXEC", `${mark(machine.mfdExec)}  ${machine.mfdExec.detail}`],
+    ["memfd seals", `${mark(machine.seals)}  ${machine.seals.detail}`],
+    ["pidfd_open", `${mark(machine.pidfdOpen)}  ${machine.pidfdOpen.detail}`],
+    ["close_range", `${mark(machine.closeRange)}  ${machine.closeRange.detail}`],
+    ["execveat", `${mark(machine.execveat)}  ${machine.execveat.detail}`],
+    ["/proc", `${mark(machine.proc)}  ${machine.proc.detail}`],
+  ];
+  return rows.map(([key, value]) => `${key.padEnd(17)}${value}`).join("\n");
 }
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {

@@ -29,3 +29,5 @@ export { DriverDownError, HelperDiedError, RequestTimeoutError } from "./errors.
 export { UsermodeDriver } from "./usermode_driver.ts";
 export type { DriverEventDetail, UsermodeDriverOptions } from "./usermode_driver.ts";
 export { handleOwnerSignals, killAllHelpersSync } from "./owner_exit.ts";
+export { machineInfo } from "./info.ts";
+export type { MachineCapability, MachineInfo } from "./info.ts";
