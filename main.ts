@@ -3,8 +3,17 @@
 
 import { parseArgs } from "node:util";
 import { blobFor } from "./blobs/mod.ts";
-import { encodeFrame, forkUsermodeBlob, FrameReader, type HelperStatus, loadBlob } from "./lib/mod.ts";
-import { BlobCommand } from "./lib/mod.ts";
+import {
+  BlobCommand,
+  type DriverEventDetail,
+  encodeFrame,
+  forkUsermodeBlob,
+  FrameReader,
+  type HelperStatus,
+  loadBlob,
+  type UsermodeBlob,
+  UsermodeDriver,
+} from "./lib/mod.ts";
 import { type MachineCapability, type MachineInfo, machineInfo } from "./lib/info.ts";
 
 const USAGE = `umh: run executables from memory, as the kernel's fork_usermode_blob() does
@@ -88,19 +97,46 @@ async function demo(): Promise<number> {
   const decoder = new TextDecoder();
   const started = performance.now();
   using blob = loadBlob(blobFor("reqrep"), { name: "umh-demo" });
-  await using helper = forkUsermodeBlob(blob);
-  console.log(`helper "${blob.name}" (${blob.size} bytes, from a sealed memfd) started as pid ${helper.pid}`);
-  const writer = helper.stdin.getWriter();
-  const frames = new FrameReader(helper.stdout);
-  for (const message of ["hello", "!pid", "goodbye"]) {
-    await writer.write(encodeFrame(encoder.encode(message)));
-    const reply = await frames.next();
-    console.log(`  sent ${JSON.stringify(message)}, got ${JSON.stringify(reply && decoder.decode(reply))}`);
-  }
-  await writer.close(); // EOF on pipe_to_umh: the helper exits
-  const status = await helper.status;
+  const status = await (async (): Promise<HelperStatus> => {
+    await using helper = forkUsermodeBlob(blob);
+    console.log(`helper "${blob.name}" (${blob.size} bytes, from a sealed memfd) started as pid ${helper.pid}`);
+    const writer = helper.stdin.getWriter();
+    const frames = new FrameReader(helper.stdout);
+    for (const message of ["hello", "!pid", "goodbye"]) {
+      await writer.write(encodeFrame(encoder.encode(message)));
+      const reply = await frames.next();
+      console.log(`  sent ${JSON.stringify(message)}, got ${JSON.stringify(reply && decoder.decode(reply))}`);
+    }
+    await writer.close(); // EOF on pipe_to_umh: the helper exits
+    return await helper.status;
+  })();
   console.log(`exited: ${describe(status)} after ${(performance.now() - started).toFixed(1)} ms`);
+  await supervisedDemo(blob);
   return status.code;
+}
+
+/** The same helper under a UsermodeDriver: killed mid-session, restarted on the next request. */
+async function supervisedDemo(blob: UsermodeBlob): Promise<void> {
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  console.log("supervised by a UsermodeDriver:");
+  await using driver = new UsermodeDriver(blob, { name: "umh-demo", backoffInitialMs: 10 });
+  driver.addEventListener("exit", (event) => {
+    const { pid, status } = (event as CustomEvent<DriverEventDetail>).detail;
+    console.log(`  event: pid ${pid} ${describe(status!)}`);
+  });
+  driver.addEventListener("restart", (event) => {
+    const { pid, previousPid, delayMs } = (event as CustomEvent<DriverEventDetail>).detail;
+    console.log(`  event: restarted as pid ${pid} (was ${previousPid}) after ${delayMs} ms`);
+  });
+  const pid = await driver.start();
+  console.log(`  pid ${pid} answers ${JSON.stringify(decoder.decode(await driver.request(encoder.encode("ping"))))}`);
+  const inFlight = driver.request(encoder.encode("!sleep 1000"));
+  setTimeout(() => driver.kill("SIGKILL"), 50); // as an admin would, mid-request
+  const error = await inFlight.then(() => null, (e: unknown) => e);
+  console.log(`  request in flight: ${error instanceof Error ? error.message : "answered"}`);
+  const reply = decoder.decode(await driver.request(encoder.encode("!pid")));
+  console.log(`  next request served by pid ${reply} (restarts: ${driver.restarts})`);
 }
 
 async function run(args: string[]): Promise<number> {

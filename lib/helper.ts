@@ -1,7 +1,7 @@
 // UsermodeHelper: the handle of one running helper, shaped like Deno.ChildProcess.
 
 import { EPOLLIN, P_PID, P_PIDFD, SIGNALS } from "../ffi/constants.ts";
-import { ESRCH, SyscallError } from "../ffi/errno.ts";
+import { ECHILD, ESRCH, SyscallError } from "../ffi/errno.ts";
 import { close, sendSignal, waitid } from "../ffi/libc.ts";
 import { forgetLive, registerLive } from "./owner_exit.ts";
 import { PipeEnd } from "./pipe.ts";
@@ -190,22 +190,17 @@ export class UsermodeHelper implements AsyncDisposable {
 
   /** Waits for the exit through the poller (pidfd) and reaps exactly this child. */
   async #watchExit(): Promise<HelperStatus> {
-    const action = `Cannot reap helper "${this.#name}" (pid ${this.#pid})`;
-    let result = null;
-    while (result === null) {
-      if (this.#pidfd >= 0) {
-        await thePoller().wait(this.#pidfd, EPOLLIN, this);
-        result = waitid(P_PIDFD, this.#pidfd, 0, action);
-      } else {
+    while (this.#exited === null) {
+      if (this.#pidfd >= 0) await thePoller().wait(this.#pidfd, EPOLLIN, this);
+      else {
         await new Promise((resolve) => {
           const timer = setTimeout(resolve, NO_PIDFD_POLL_MS);
           if (!this.#refed) Deno.unrefTimer(timer);
         });
-        result = waitid(P_PID, this.#pid, 0, action);
       }
+      this.#tryReap();
     }
-    const status = statusOf(result);
-    this.#exited = status;
+    const status = this.#exited;
     if (this.#pidfd >= 0) {
       thePoller().forget(this.#pidfd);
       close(this.#pidfd);
@@ -223,12 +218,23 @@ export class UsermodeHelper implements AsyncDisposable {
 
   /** @internal For owner-exit cleanup: reap without the poller. Returns true once reaped. */
   reapNow(): boolean {
-    if (this.#exited !== null) return true;
-    const id = this.#pidfd >= 0 ? this.#pidfd : this.#pid;
-    const result = waitid(this.#pidfd >= 0 ? P_PIDFD : P_PID, id, 0, "Cannot reap helper at exit");
-    if (result === null) return false;
-    this.#exited = statusOf(result);
-    return true;
+    this.#tryReap();
+    return this.#exited !== null;
+  }
+
+  /** Reaps this child if it has exited (WNOHANG), setting `#exited`. */
+  #tryReap(): void {
+    if (this.#exited !== null) return;
+    const byPidfd = this.#pidfd >= 0;
+    try {
+      const result = waitid(byPidfd ? P_PIDFD : P_PID, byPidfd ? this.#pidfd : this.#pid, 0, "Cannot reap helper");
+      if (result !== null) this.#exited = statusOf(result);
+    } catch (error) {
+      // ECHILD: something else in this process reaped it (a waitpid(-1)), and
+      // its exit status is lost. `status` must still resolve; code -1 says so.
+      if (!(error instanceof SyscallError && error.errno === ECHILD)) throw error;
+      this.#exited = { success: false, code: -1, signal: null };
+    }
   }
 }
 

@@ -65,7 +65,12 @@ interface Instance {
   readonly died: Promise<never>;
   cause: "stop" | "timeout" | "died";
   status: HelperStatus | null;
+  /** Set once the driver itself signalled it: it is not used for new requests. */
+  signalled: boolean;
 }
+
+/** The request never reached the helper (EPIPE): safe to send to its successor. */
+class NotDelivered extends Error {}
 
 /**
  * Supervises one helper speaking the 4-byte length-prefixed framing (see
@@ -156,6 +161,20 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
     return result;
   }
 
+  /**
+   * Sends `signal` to the running helper, as an administrator might: its
+   * death is handled like any other (requests in flight reject, the next one
+   * restarts it). Throws `TypeError` when no helper runs.
+   *
+   * @param signal The signal, default `"SIGTERM"`.
+   */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    const helper = this.#instance?.helper;
+    if (!helper || this.#instance?.status) throw new TypeError(`Cannot kill driver "${this.#name}": no helper runs`);
+    helper.kill(signal);
+    this.#instance!.signalled = true;
+  }
+
   /** Closes stdin and waits; then SIGTERM, then SIGKILL. Resolves once the helper is reaped. */
   async stop(): Promise<void> {
     this.#stopped = true;
@@ -163,6 +182,7 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
     const instance = this.#instance;
     if (instance === null) return;
     instance.cause = "stop";
+    instance.helper.ref(); // stop() is awaited: the exit must keep the program alive
     const wait = this.#options.stopTimeoutMs ?? 1000;
     await instance.writer.close().catch(() => {}); // EPIPE: it is already gone
     if (!await exitsWithin(instance.helper, wait)) {
@@ -180,6 +200,21 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
   }
 
   async #exchange(frame: Uint8Array): Promise<Uint8Array> {
+    try {
+      return await this.#exchangeOnce(frame);
+    } catch (error) {
+      // It was found dead before our bytes went in: lazy death detection.
+      // The request was not delivered, so its restarted successor gets it.
+      if (!(error instanceof NotDelivered)) throw error;
+      try {
+        return await this.#exchangeOnce(frame);
+      } catch (again) {
+        throw again instanceof NotDelivered ? again.cause : again;
+      }
+    }
+  }
+
+  async #exchangeOnce(frame: Uint8Array): Promise<Uint8Array> {
     const instance = await this.#ensure();
     // Only a request in flight keeps the program alive; an idle helper is
     // killed at owner exit like any other.
@@ -190,6 +225,7 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
       if (timeoutMs <= 0) return;
       timer = setTimeout(() => {
         instance.cause = "timeout";
+        instance.signalled = true;
         tryKill(instance.helper, "SIGKILL");
         reject(new RequestTimeoutError(this.#name, instance.helper.pid, timeoutMs));
       }, timeoutMs);
@@ -213,7 +249,13 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
   }
 
   async #roundTrip(instance: Instance, frame: Uint8Array): Promise<Uint8Array> {
-    await instance.writer.write(frame);
+    try {
+      await instance.writer.write(frame);
+    } catch {
+      // EPIPE: the helper had already closed its stdin or died; nothing was sent.
+      const died = await instance.died.catch((e) => e);
+      throw new NotDelivered("not delivered", { cause: died });
+    }
     const reply = await instance.frames.next();
     if (reply === null) await instance.died; // EOF: it exited; died says how
     return reply!;
@@ -224,6 +266,10 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
     if (this.#down !== null) throw new DriverDownError(this.#name, this.#down, { cause: this.#lastExit ?? undefined });
     const current = this.#instance;
     if (current === null) return this.#launch();
+    if (current.signalled) {
+      current.helper.ref(); // a request is waiting on it
+      await current.helper.status; // killed by us: wait, then restart
+    }
     if (current.status === null) return current;
     return await this.#restart(current.helper.pid);
   }
@@ -264,6 +310,7 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
       died,
       cause: "died",
       status: null,
+      signalled: false,
     };
     this.#instance = instance;
     void helper.status.then((status) => {

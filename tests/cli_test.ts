@@ -47,6 +47,15 @@ function assertDemo(result: CliResult): void {
   assert.match(result.stdout, /sent "hello", got "hello"/);
   assert.ok(result.stdout.includes(`sent "!pid", got "${pid}"`), result.stdout);
   assert.match(result.stdout, /exited: code 0\b/);
+  // The supervised part: killed mid-request, then served by a new pid.
+  const first = /^  pid (\d+) answers "ping"$/m.exec(result.stdout)?.[1];
+  assert.ok(first, result.stdout);
+  assert.match(
+    result.stdout,
+    new RegExp(`request in flight: Helper "umh-demo" \\(pid ${first}\\) died: killed by SIGKILL`),
+  );
+  const next = /next request served by pid (\d+) \(restarts: 1\)/.exec(result.stdout)?.[1];
+  assert.ok(next && next !== first, result.stdout);
 }
 
 Deno.test("main.ts with no arguments runs the demo: pid, replies, exited: code 0", async () => {

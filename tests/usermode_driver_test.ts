@@ -125,9 +125,23 @@ Deno.test("UsermodeDriver with restart: 'immediate' restarts without waiting for
     d.addEventListener("restart", (e) => resolve((e as CustomEvent<DriverEventDetail>).detail), { once: true })
   );
   Deno.kill(pid, "SIGKILL");
+  // An idle driver does not keep the program alive; this test must.
+  const keepAlive = setInterval(() => {}, 1000);
   const detail = await restarted;
+  clearInterval(keepAlive);
   assert.equal(detail.previousPid, pid);
   assert.equal(d.pid, detail.pid);
+});
+
+Deno.test("UsermodeDriver.kill() signals the running helper, which is then restarted", async () => {
+  await using d = driver();
+  const pid = await d.start();
+  d.kill("SIGKILL");
+  const next = Number(decoder.decode(await d.request(text("!pid"))));
+  assert.notEqual(next, pid);
+  assert.equal(d.restarts, 1);
+  await d.stop();
+  assert.throws(() => d.kill(), TypeError);
 });
 
 Deno.test("UsermodeDriver.stop() closes stdin so the helper exits cleanly, then refuses requests", async () => {
