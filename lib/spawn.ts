@@ -5,9 +5,21 @@ import { cString } from "../ffi/c_string.ts";
 import { ENOEXEC, SpawnError } from "../ffi/errno.ts";
 import { close, pidfdOpen, pipe2, setNonblocking } from "../ffi/libc.ts";
 import { cStringArray } from "../ffi/pointer.ts";
-import { type ChildFd, environEntries, posixSpawn } from "../ffi/spawn.ts";
-import { elfMachine, loadBlob, type UsermodeBlob } from "./blob.ts";
+import { type ChildFd, environEntries, posixSpawn, type PosixSpawnRequest } from "../ffi/spawn.ts";
+import {
+  type LimitValue,
+  resourceLimits,
+  type ResourceName,
+  type TrampolineRequest,
+  trampolineSpawn,
+} from "../ffi/trampoline.ts";
+import { signalNumber } from "./status.ts";
+import { elfMachine } from "./blob.ts";
+import { type BlobSource, resolveBlob } from "./blob_cache.ts";
+import type { UsermodeBlob } from "./blob.ts";
 import { newHelper, type UsermodeHelper } from "./helper.ts";
+
+export type { BlobSource };
 
 /** What a helper's fd 0, 1 or 2 is connected to, as in `Deno.CommandOptions`. */
 export type Stdio = "piped" | "inherit" | "null";
@@ -37,30 +49,40 @@ export interface HelperOptions {
    * not killed when the owner exits.
    */
   detached?: boolean;
+  /** Signal the helper gets when the owner dies (prctl PR_SET_PDEATHSIG), e.g. `"SIGKILL"`. */
+  parentDeathSignal?: Deno.Signal;
+  /** Run as this uid (supplementary groups are cleared unless `groups` is given). */
+  uid?: number;
+  /** Run as this gid. */
+  gid?: number;
+  /** Supplementary groups. */
+  groups?: number[];
+  /** prctl(PR_SET_NO_NEW_PRIVS). */
+  noNewPrivileges?: boolean;
+  /** Resource limits by name (`nofile`, `as`, `core`, ...): one number for soft and hard, or both. */
+  limits?: Partial<Record<ResourceName, LimitValue>>;
+  /** A new session led by the helper. */
+  setsid?: boolean;
+  /** Join this process group, or 0: a new group led by the helper. */
+  processGroup?: number;
 }
 
-/** Anything umh can run: bytes (loaded once per array) or a loaded blob. */
-export type BlobSource = Uint8Array | UsermodeBlob;
-
-// One memfd per byte array for the life of the array: compiled-in blobs are
-// loaded once, however many helpers start from them. The safety net closes the
-// memfd if the array is collected.
-const loaded = new WeakMap<Uint8Array, UsermodeBlob>();
-const closeWhenCollected = new FinalizationRegistry<UsermodeBlob>((blob) => blob.close());
-
-/** The loaded blob for `source`, loading a byte array the first time it is seen. */
-export function resolveBlob(source: BlobSource): UsermodeBlob {
-  if (!(source instanceof Uint8Array)) {
-    if (source.closed) throw new TypeError(`Cannot spawn "${source.name}": the blob is closed`);
-    return source;
-  }
-  let blob = loaded.get(source);
-  if (blob === undefined || blob.closed) {
-    blob = loadBlob(source);
-    loaded.set(source, blob);
-    closeWhenCollected.register(source, blob);
-  }
-  return blob;
+/** The trampoline's extra fields, or `null` when posix_spawn can do everything asked. */
+function setupOf(o: HelperOptions): Omit<TrampolineRequest, keyof PosixSpawnRequest> | null {
+  if (
+    o.parentDeathSignal === undefined && o.uid === undefined && o.gid === undefined && o.groups === undefined &&
+    !o.noNewPrivileges && o.limits === undefined && !o.setsid && o.processGroup === undefined
+  ) return null;
+  return {
+    parentDeathSignal: o.parentDeathSignal === undefined ? undefined : signalNumber(o.parentDeathSignal),
+    uid: o.uid,
+    gid: o.gid,
+    groups: o.groups,
+    noNewPrivileges: o.noNewPrivileges,
+    limits: o.limits === undefined ? undefined : resourceLimits(o.limits),
+    setsid: o.setsid,
+    processGroup: o.processGroup,
+  };
 }
 
 /** Starts `source` with fully defaulted `stdio`. Throws SpawnError, TypeError, or the signal's reason. */
@@ -73,9 +95,19 @@ export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [
     const detail = `the blob is an ELF for ${machine}, and this machine is ${Deno.build.arch} (ENOEXEC)`;
     throw new SpawnError(action, "execve", ENOEXEC, { detail });
   }
-  const blob = resolveBlob(source);
+  const { blob, temporary } = resolveBlob(source);
+  try {
+    return spawnBlob(blob, options, stdio);
+  } finally {
+    // The helper has exec'd (or failed): a one-off memfd is not needed any more.
+    if (temporary) blob.close();
+  }
+}
+
+function spawnBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): UsermodeHelper {
   const name = blob.name;
   const action = `Cannot spawn "${name}"`;
+  const setup = setupOf(options); // TypeError before any pipe exists
   const argv = cStringArray(
     [options.argv0 ?? name, ...(options.args ?? [])],
     (i) => i === 0 ? "argv0" : `args[${i - 1}]`,
@@ -97,7 +129,7 @@ export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [
   let pid: number;
   try {
     for (const end of parentEnds) setNonblocking(end);
-    pid = posixSpawn({
+    const request: PosixSpawnRequest = {
       blobFd,
       isScript: blob.isScript,
       argv,
@@ -106,9 +138,17 @@ export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [
       cwd,
       extraFlags: options.detached ? POSIX_SPAWN_SETPGROUP : 0,
       pgroup: 0,
-    }, action);
+    };
+    pid = setup === null ? posixSpawn(request, action) : trampolineSpawn({ ...request, ...setup }, action);
   } catch (error) {
     for (const end of parentEnds) close(end);
+    // ENOENT from exec of a script (not from chdir) means its interpreter is missing.
+    const execFailed = error instanceof SpawnError && error.code === "ENOENT" && error.syscall !== "chdir";
+    if (execFailed && blob.interpreter !== null && options.cwd === undefined) {
+      const { syscall, errno } = error as SpawnError;
+      const detail = `${syscall}() failed with ENOENT: its "#!" interpreter "${blob.interpreter}" does not exist`;
+      throw new SpawnError(action, syscall, errno, { detail, cause: error });
+    }
     throw error;
   } finally {
     // The child has its copies; ours must go now, or the readers never see EOF.
