@@ -1,0 +1,157 @@
+// Issue 4, "bad blobs never hurt the owner": each bad input gives a typed
+// error (or, for the 1 GiB blob, works) and leaves no fd, memfd or process.
+
+import assert from "node:assert/strict";
+import { blobFor } from "../blobs/mod.ts";
+import { BlobCommand, encodeFrame, forkUsermodeBlob, FrameReader, loadBlob, SpawnError } from "../lib/mod.ts";
+
+const OTHER_ARCH = Deno.build.arch === "x86_64" ? "aarch64" : "x86_64";
+
+/** Everything this process holds that a bad blob could leak. */
+interface Leftovers {
+  readonly fds: number;
+  readonly memfds: string[];
+  readonly children: number[];
+}
+
+function leftovers(): Leftovers {
+  const memfds: string[] = [];
+  let fds = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    fds++;
+    try {
+      const link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+      if (link.startsWith("/memfd:") || link.includes("/#")) memfds.push(link);
+    } catch {
+      // the directory handle itself, closed by now
+    }
+  }
+  return { fds, memfds, children: children() };
+}
+
+/** Pids whose parent is this process, zombies included. */
+function children(): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === Deno.pid) pids.push(Number(entry.name));
+    } catch {
+      // exited while listing
+    }
+  }
+  return pids;
+}
+
+/** Runs `body`, then asserts the process holds exactly what it held before. */
+async function leavesNothing(body: () => Promise<void> | void): Promise<void> {
+  // Warm up first: the poller's epoll and eventfd, and the shared /dev/null, are opened once per process.
+  await new BlobCommand(blobFor("cat"), { stdout: "null", stderr: "null" }).output();
+  const before = leftovers();
+  await body();
+  assert.deepEqual(leftovers(), before);
+}
+
+/** Loads `bytes` and spawns them with every stdio piped; returns the error it throws. */
+function spawnError(bytes: Uint8Array, name: string): unknown {
+  try {
+    using blob = loadBlob(bytes, { name });
+    const helper = new BlobCommand(blob, { stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+    helper.kill("SIGKILL"); // it should not have started; stop it so the leftover check reports only that
+    void helper.status;
+    return new Error(`spawned pid ${helper.pid}`);
+  } catch (error) {
+    return error;
+  }
+}
+
+function assertSpawnError(error: unknown, code: string): SpawnError {
+  assert.ok(error instanceof SpawnError, `expected SpawnError ${code}, got ${error}`);
+  assert.equal(error.code, code, error.message);
+  return error;
+}
+
+/** xorshift32: a fixed, reproducible byte stream. */
+function pseudoRandom(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+Deno.test("BlobCommand.spawn() of random bytes throws SpawnError ENOEXEC and leaves no fd, memfd or process", async () => {
+  await leavesNothing(() => {
+    for (const length of [1, 3, 64, 4096, 100_000]) {
+      const bytes = pseudoRandom(length, length);
+      bytes[0] = 0x00; // neither "\x7fELF" nor "#!"
+      assertSpawnError(spawnError(bytes, `random-${length}`), "ENOEXEC");
+    }
+  });
+});
+
+Deno.test("BlobCommand.spawn() of a truncated ELF (first 100 bytes) throws SpawnError ENOEXEC and leaves nothing", async () => {
+  const truncated = {
+    "/bin/true": (await Deno.readFile("/bin/true")).slice(0, 100),
+    reqrep: blobFor("reqrep").slice(0, 100),
+    "reqrep header only": blobFor("reqrep").slice(0, 64),
+  };
+  await leavesNothing(() => {
+    for (const [name, bytes] of Object.entries(truncated)) {
+      const error = assertSpawnError(spawnError(bytes, name), "ENOEXEC");
+      assert.equal(error.syscall, "posix_spawn");
+    }
+  });
+});
+
+Deno.test(`BlobCommand.spawn() of an ELF for ${OTHER_ARCH} throws SpawnError ENOEXEC naming both architectures`, async () => {
+  await leavesNothing(() => {
+    const error = assertSpawnError(spawnError(blobFor("reqrep", OTHER_ARCH), "foreign"), "ENOEXEC");
+    assert.ok(error.message.includes(OTHER_ARCH), error.message);
+    assert.ok(error.message.includes(Deno.build.arch), error.message);
+    assert.match(error.message, /^Cannot spawn "foreign": /);
+  });
+});
+
+Deno.test("BlobCommand.spawn() of a #! script whose interpreter is missing throws SpawnError ENOENT and leaves nothing", async () => {
+  await leavesNothing(() => {
+    const script = new TextEncoder().encode("#!/nonexistent/umh-interpreter\necho never\n");
+    assertSpawnError(spawnError(script, "orphan-script"), "ENOENT");
+  });
+});
+
+Deno.test("loadBlob(), BlobCommand and forkUsermodeBlob() throw TypeError for a 0-byte blob and leave nothing", async () => {
+  await leavesNothing(async () => {
+    assert.throws(() => loadBlob(new Uint8Array(0)), TypeError);
+    assert.throws(() => new BlobCommand(new Uint8Array(0)).spawn(), TypeError);
+    await assert.rejects(new BlobCommand(new Uint8Array(0)).output(), TypeError);
+    assert.throws(() => forkUsermodeBlob(new Uint8Array(0)), TypeError);
+  });
+});
+
+Deno.test("loadBlob() of a 1 GiB blob (an ELF padded with zeros) runs, and closing it frees the memfd", async () => {
+  await leavesNothing(async () => {
+    const elf = blobFor("reqrep");
+    let bytes: Uint8Array | null = new Uint8Array(1024 * 1024 * 1024); // the only JS copy; the memfd holds the other
+    bytes.set(elf);
+    {
+      using blob = loadBlob(bytes, { name: "one-gib" });
+      bytes = null; // let the array go: from here only the memfd holds the bytes
+      assert.equal(blob.size, 1024 * 1024 * 1024);
+      assert.equal(Deno.statSync(`/proc/self/fd/${blob.unsafeFd}`).size, 1024 * 1024 * 1024);
+      await using helper = forkUsermodeBlob(blob, { stderr: "piped" });
+      const writer = helper.stdin.getWriter();
+      await writer.write(encodeFrame(new TextEncoder().encode("big")));
+      assert.equal(new TextDecoder().decode((await new FrameReader(helper.stdout).next())!), "big");
+      await writer.close();
+      assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+    }
+  });
+});
