@@ -16,6 +16,7 @@ export const LIBC_SYMBOLS = {
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" }, // int fd, const void *buf, size_t count
   close: { parameters: ["i32"], result: "i32" }, // int fd
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" }, // int fd, int cmd, ... (long arg)
+  fchmod: { parameters: ["i32", "u32"], result: "i32" }, // int fd, mode_t mode
   fstatfs: { parameters: ["i32", "buffer"], result: "i32" }, // int fd, struct statfs *buf
   pipe2: { parameters: ["buffer", "i32"], result: "i32" }, // int pipefd[2], int flags
   eventfd: { parameters: ["u32", "i32"], result: "i32" }, // unsigned initval, int flags

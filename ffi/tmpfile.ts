@@ -6,7 +6,7 @@
 // keeps exec from failing with ETXTBSY.
 
 import { O_CLOEXEC, O_RDONLY, O_RDWR, O_TMPFILE } from "./constants.ts";
-import { checkErrno, errnoName, lastErrno, SyscallError } from "./errno.ts";
+import { errnoName, lastErrno, SyscallError } from "./errno.ts";
 import { libc } from "./symbols.ts";
 
 const TMPFS_MAGIC = 0x01021994n;
@@ -52,13 +52,22 @@ function unsuitable(fd: number): string | null {
   return null;
 }
 
-/** Swaps a writable fd for a read-only one on the same file, closing the writable one. */
+/**
+ * Swaps a writable fd for a read-only one on the same file, closing the
+ * writable one. The mode drops to 0500 first: a speed bump only (the owner's
+ * uid can chmod it back), since a tmpfile cannot be sealed.
+ */
 export function reopenReadOnly(fd: number, action: string): number {
   const c = libc();
-  const path = new TextEncoder().encode(`/proc/self/fd/${fd}\0`);
-  const readOnly = c.open(path, O_RDONLY | O_CLOEXEC, 0);
-  const errno = readOnly < 0 ? lastErrno() : 0;
-  c.close(fd);
-  if (readOnly < 0) throw new SyscallError(action, "open", errno);
-  return checkErrno(readOnly, action, "open");
+  let readOnly = -1;
+  let syscall = "fchmod";
+  let errno = c.fchmod(fd, 0o500) < 0 ? lastErrno() : 0;
+  if (errno === 0) {
+    readOnly = c.open(new TextEncoder().encode(`/proc/self/fd/${fd}\0`), O_RDONLY | O_CLOEXEC, 0);
+    syscall = "open";
+    errno = readOnly < 0 ? lastErrno() : 0;
+  }
+  c.close(fd); // the writable one goes, whatever happened
+  if (errno !== 0) throw new SyscallError(action, syscall, errno);
+  return readOnly;
 }

@@ -14,7 +14,7 @@ import {
   MFD_EXEC,
 } from "../ffi/constants.ts";
 import { cString } from "../ffi/c_string.ts";
-import { EINVAL, lastErrno, SyscallError } from "../ffi/errno.ts";
+import { EACCES, EINVAL, lastErrno, SyscallError } from "../ffi/errno.ts";
 import { close, fcntl, libc, memfdCreate, writeAll } from "../ffi/libc.ts";
 import { openExecutableTmpfile, reopenReadOnly } from "../ffi/tmpfile.ts";
 
@@ -62,6 +62,7 @@ export class UsermodeBlob implements Disposable {
   readonly #size: number;
   readonly #isScript: boolean;
   readonly #elfMachine: string | null;
+  readonly #interpreter: string | null;
   #fd: number;
 
   /** @internal Use {@linkcode loadBlob}. */
@@ -71,6 +72,7 @@ export class UsermodeBlob implements Disposable {
     this.#size = bytes.length;
     this.#isScript = bytes[0] === 0x23 && bytes[1] === 0x21; // "#!"
     this.#elfMachine = elfMachine(bytes);
+    this.#interpreter = this.#isScript ? scriptInterpreter(bytes) : null;
   }
 
   /** The name given at load (the memfd's name). */
@@ -91,6 +93,11 @@ export class UsermodeBlob implements Disposable {
   /** The ELF header's machine (`"x86_64"`, `"aarch64"`, ...), or `null` when the blob is not ELF. */
   get elfMachine(): string | null {
     return this.#elfMachine;
+  }
+
+  /** The interpreter a `#!` script names (`"/bin/sh"`), or `null`. */
+  get interpreter(): string | null {
+    return this.#interpreter;
   }
 
   /** True once closed. */
@@ -119,6 +126,12 @@ export class UsermodeBlob implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+function scriptInterpreter(bytes: Uint8Array): string {
+  const end = bytes.indexOf(0x0a);
+  const line = new TextDecoder().decode(bytes.subarray(2, end < 0 ? Math.min(bytes.length, 256) : end));
+  return line.trim().split(/\s+/)[0] ?? "";
 }
 
 /** The ELF header's machine of `bytes` (`"x86_64"`, ...), or `null` when they are not ELF. */
@@ -190,6 +203,9 @@ function createExecutableFd(name: Uint8Array<ArrayBuffer>, action: string): { fd
     errno = lastErrno();
   }
   const memfdError = new SyscallError(action, "memfd_create", errno);
+  // Only a policy denial (vm.memfd_noexec=2) has a way around; EMFILE, ENOMEM
+  // and the rest are the answer.
+  if (errno !== EACCES) throw memfdError;
   return { fd: openExecutableTmpfile(action, memfdError), sealable: false };
 }
 

@@ -39,7 +39,10 @@ export function encodeFrame(payload: Uint8Array): Uint8Array<ArrayBuffer> {
  */
 export class FrameReader {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #buffer: Uint8Array = new Uint8Array(0);
+  /** Unconsumed chunks, oldest first; the first may be partly consumed (`#offset`). */
+  #chunks: Uint8Array[] = [];
+  #offset = 0;
+  #buffered = 0;
 
   /**
    * Wraps `stream`, which this reader locks.
@@ -55,38 +58,64 @@ export class FrameReader {
    * Throws when the stream ends inside a frame (a short read is fatal).
    */
   async next(): Promise<Uint8Array | null> {
-    let need = 4;
-    for (;;) {
-      if (this.#buffer.length >= 4) {
-        const length = new DataView(this.#buffer.buffer, this.#buffer.byteOffset).getUint32(0, true);
-        if (length > MAX_FRAME_BYTES) {
-          throw new RangeError(`Invalid frame: length ${length} is over ${MAX_FRAME_BYTES}`);
-        }
-        need = 4 + length;
-        if (this.#buffer.length >= need) {
-          const payload = this.#buffer.slice(4, need);
-          this.#buffer = this.#buffer.subarray(need);
-          return payload;
-        }
-      }
-      const { value, done } = await this.#reader.read();
-      if (done) {
-        if (this.#buffer.length === 0) return null;
-        throw new Error(`Truncated frame: the stream ended ${need - this.#buffer.length} bytes short`);
-      }
-      this.#buffer = this.#buffer.length === 0 ? value : concat(this.#buffer, value);
+    if (!await this.#fill(4)) return null;
+    const header = this.#take(4);
+    const length = new DataView(header.buffer, header.byteOffset, 4).getUint32(0, true);
+    if (length > MAX_FRAME_BYTES) throw new RangeError(`Invalid frame: length ${length} is over ${MAX_FRAME_BYTES}`);
+    if (!await this.#fill(length)) {
+      throw new Error(`Truncated frame: the stream ended ${length - this.#buffered} bytes short`);
     }
+    return this.#take(length);
   }
 
   /** Releases the stream (it stays open). */
   release(): void {
     this.#reader.releaseLock();
   }
-}
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
+  /** Reads until `n` bytes are buffered: false at a clean end with none, throws at an end mid-way. */
+  async #fill(n: number): Promise<boolean> {
+    while (this.#buffered < n) {
+      const { value, done } = await this.#reader.read();
+      if (done) {
+        if (this.#buffered === 0) return false;
+        if (n === 4) throw new Error(`Truncated frame: the stream ended ${n - this.#buffered} bytes short`);
+        return false;
+      }
+      if (value.length === 0) continue;
+      this.#chunks.push(value);
+      this.#buffered += value.length;
+    }
+    return true;
+  }
+
+  /** Removes `n` buffered bytes into a new array (one copy). */
+  #take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0);
+    const first = this.#chunks[0]!;
+    if (first.length - this.#offset >= n) {
+      const out = first.slice(this.#offset, this.#offset + n);
+      this.#advance(n);
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.#chunks[0]!;
+      const part = Math.min(n - filled, chunk.length - this.#offset);
+      out.set(chunk.subarray(this.#offset, this.#offset + part), filled);
+      filled += part;
+      this.#advance(part);
+    }
+    return out;
+  }
+
+  #advance(n: number): void {
+    this.#offset += n;
+    this.#buffered -= n;
+    if (this.#offset === this.#chunks[0]!.length) {
+      this.#chunks.shift();
+      this.#offset = 0;
+    }
+  }
 }

@@ -128,13 +128,15 @@ Deno.test("UsermodeBlob reused for many spawns runs the same memfd and does not 
   }
 });
 
-Deno.test("BlobCommand loads a Uint8Array once however many times it is spawned", async () => {
+Deno.test("BlobCommand gives a Uint8Array used once a one-off memfd, and keeps a reused one loaded", async () => {
   await warmUp();
   const script = bytes("#!/bin/sh\necho once\n");
   const before = fdCount();
   assert.equal(text((await new BlobCommand(script).output()).stdout), "once\n");
+  assert.equal(fdCount(), before, "a first spawn closes its one-off memfd");
+  assert.equal(text((await new BlobCommand(script).output()).stdout), "once\n");
   const loaded = fdCount();
-  assert.equal(loaded, before + 1, "the first spawn should load one memfd");
+  assert.equal(loaded, before + 1, "the second spawn keeps one memfd for the array");
   for (let i = 0; i < 10; i++) {
     const output = await new BlobCommand(script).output();
     assert.equal(text(output.stdout), "once\n");

@@ -48,7 +48,7 @@ function assertDemo(result: CliResult): void {
   assert.ok(result.stdout.includes(`sent "!pid", got "${pid}"`), result.stdout);
   assert.match(result.stdout, /exited: code 0\b/);
   // The supervised part: killed mid-request, then served by a new pid.
-  const first = /^  pid (\d+) answers "ping"$/m.exec(result.stdout)?.[1];
+  const first = /^ {2}pid (\d+) answers "ping"$/m.exec(result.stdout)?.[1];
   assert.ok(first, result.stdout);
   assert.match(
     result.stdout,

@@ -73,7 +73,8 @@ Deno.test("BlobCommand cwd accepts a string and a file URL", async () => {
 });
 
 Deno.test("BlobCommand.spawn() throws SpawnError ENOENT for a missing cwd and leaves no fd", async () => {
-  await new BlobCommand(blobFor("cat"), { stdout: "null" }).output(); // warm up
+  // Warm up: a reused array stays loaded from its second spawn on.
+  for (let i = 0; i < 2; i++) await new BlobCommand(blobFor("cat"), { stdout: "null" }).output();
   const before = fdCount();
   const command = new BlobCommand(blobFor("cat"), { cwd: "/nonexistent/umh", stdout: "piped", stdin: "piped" });
   assert.throws(() => command.spawn(), (error: unknown) => {

@@ -63,7 +63,8 @@ Deno.test("UsermodeHelper leaves /proc/self/fd as it was and no zombie after 1,0
   using blob = loadBlob(blobFor("reqrep"), { name: "reqrep" });
   const bytes = blobFor("cat");
   // One warm-up of each path, so the poller, /dev/null and the Uint8Array's memfd already exist.
-  {
+  // Two uses of `bytes`: a reused array stays loaded from its second spawn on.
+  for (let i = 0; i < 2; i++) {
     await using warm = forkUsermodeBlob(bytes, { stderr: "piped" });
     await using other = forkUsermodeBlob(blob, { stderr: "null" });
     await new Conversation(other).request("warm");
