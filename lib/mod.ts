@@ -31,3 +31,4 @@ export type { DriverEventDetail, UsermodeDriverOptions } from "./usermode_driver
 export { handleOwnerSignals, killAllHelpersSync } from "./owner_exit.ts";
 export { machineInfo } from "./info.ts";
 export type { MachineCapability, MachineInfo } from "./info.ts";
+export type { LimitValue, ResourceName } from "../ffi/trampoline.ts";
