@@ -62,15 +62,31 @@ async function importObject(): Promise<Uint8Array | Error> {
 /** Linux 6.3+: a memfd that can never be made executable; mmap(PROT_EXEC) still works. */
 const MFD_NOEXEC_SEAL = 0x0008;
 
+/** A resource name for `limits`, e.g. `"nofile"`: RLIMIT_NOFILE. */
+export type ResourceName =
+  | "cpu"
+  | "fsize"
+  | "data"
+  | "stack"
+  | "core"
+  | "rss"
+  | "nproc"
+  | "nofile"
+  | "memlock"
+  | "as"
+  | "locks"
+  | "sigpending"
+  | "msgqueue"
+  | "nice"
+  | "rtprio"
+  | "rttime";
+
 /** RLIMIT_* numbers by the name `limits` uses (asm-generic: the same on x86_64 and aarch64). */
 // deno-fmt-ignore
-export const RLIMIT = {
+export const RLIMIT: Readonly<Record<ResourceName, number>> = {
   cpu: 0, fsize: 1, data: 2, stack: 3, core: 4, rss: 5, nproc: 6, nofile: 7, memlock: 8, as: 9, locks: 10,
   sigpending: 11, msgqueue: 12, nice: 13, rtprio: 14, rttime: 15,
-} as const;
-
-/** A resource name, e.g. `"nofile"`. */
-export type ResourceName = keyof typeof RLIMIT;
+};
 
 /** `RLIM_INFINITY`: no limit. */
 export const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
