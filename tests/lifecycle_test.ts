@@ -106,7 +106,8 @@ import { forkUsermodeBlob, handleOwnerSignals } from "${new URL("../lib/mod.ts",
 import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
 const how = Deno.args[0];
 const helpers = Array.from({ length: 5 }, () => forkUsermodeBlob(blobFor("reqrep"), { stderr: "null" }));
-console.log(JSON.stringify(helpers.map((h) => h.pid)));
+const ready = () => console.log(JSON.stringify(helpers.map((h) => h.pid)));
+if (how !== "graceful") ready();
 if (how === "throw") throw new Error("owner failed");
 if (how === "reject") Promise.reject(new Error("owner rejected"));
 if (how === "exit") Deno.exit(4);
@@ -122,6 +123,7 @@ if (how === "graceful") {
     clearInterval(timer);
     Deno.exit(0);
   });
+  ready(); // only now may the test send SIGTERM
 }
 `;
 
