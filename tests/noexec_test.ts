@@ -124,8 +124,11 @@ Deno.test({
     // Every candidate directory becomes noexec, in this mount namespace only:
     // a bind mount on itself, remounted noexec, keeps what it holds visible
     // (the repository may live under /tmp, and the child imports from it).
+    // Deno itself may live there too (CI installs it under the clone): a bind
+    // mount of its binary on itself, remounted exec, keeps it runnable.
     const setup = `echo 2 > ${SYSCTL}\nfor d in /dev/shm /tmp /run; do ` +
-      `mount --bind "$d" "$d" && mount -o remount,bind,noexec "$d"; done`;
+      `mount --bind "$d" "$d" && mount -o remount,bind,noexec "$d"; done\n` +
+      `mount --bind "$0" "$0" && mount -o remount,bind,exec "$0"`;
     const result = await inNamespace(setup, PROGRAM);
     assert.equal(result.noexec, "2");
     assert.equal(result.error, "Error");
