@@ -5,7 +5,6 @@
 import {
   EPOLL_CLOEXEC,
   EPOLL_EVENT_DATA_OFFSET,
-  F_GETFL,
   F_SETFL,
   O_NONBLOCK,
   SIGINFO_CODE_OFFSET,
@@ -40,8 +39,9 @@ export function fcntl(fd: number, cmd: number, arg: number, action: string): num
 
 /** Sets O_NONBLOCK on this open file description only (not on the other pipe end). */
 export function setNonblocking(fd: number): void {
-  const flags = fcntl(fd, F_GETFL, 0, "Cannot make a pipe non-blocking");
-  fcntl(fd, F_SETFL, flags | O_NONBLOCK, "Cannot make a pipe non-blocking");
+  // One call: F_SETFL ignores the access mode, and a pipe end fresh from
+  // pipe2(O_CLOEXEC) has no other status flag to keep.
+  fcntl(fd, F_SETFL, O_NONBLOCK, "Cannot make a pipe non-blocking");
 }
 
 /** pipe2(2) → `[readEnd, writeEnd]`. Convention: -1 and errno. */

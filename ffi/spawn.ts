@@ -115,6 +115,51 @@ export function environEntries(): string[] {
  */
 export function posixSpawn(request: PosixSpawnRequest, action: string): number {
   const c = libc();
+  const key = actionsKey(request);
+  const cached = key === null ? undefined : cachedActions.get(key);
+  if (cached) return spawnWith(request, cached, action);
+  const actions = buildActions(request, action);
+  if (key !== null && cachedActions.size < MAX_CACHED_ACTIONS) {
+    cachedActions.set(key, actions);
+    return spawnWith(request, actions, action);
+  }
+  try {
+    return spawnWith(request, actions, action);
+  } finally {
+    c.posix_spawn_file_actions_destroy(actions.actions);
+  }
+}
+
+// File actions hold only fd numbers, and helpers reuse the same few numbers
+// (the lowest free ones), so each distinct set is built once and kept: that
+// saves five FFI calls and glibc's getrlimit per added action on every spawn.
+// posix_spawn only reads them (POSIX allows reusing one object).
+interface Actions {
+  readonly actions: Uint8Array<ArrayBuffer>;
+  readonly path: Uint8Array<ArrayBuffer>;
+}
+const cachedActions = new Map<string, Actions>();
+const MAX_CACHED_ACTIONS = 256;
+
+function actionsKey(request: PosixSpawnRequest): string | null {
+  if (request.cwd !== null) return null;
+  return `${request.blobFd}:${request.isScript}:${request.stdio.join(",")}`;
+}
+
+function spawnWith(request: PosixSpawnRequest, built: Actions, action: string): number {
+  const c = libc();
+  const pid = new Int32Array(1);
+  const envp = request.envp === null ? currentEnviron() : Deno.UnsafePointer.of(request.envp.pointers);
+  const attr = spawnAttr(request.extraFlags, request.pgroup);
+  checkSpawn(c.posix_spawn(pid, built.path, built.actions, attr, request.argv.pointers, envp), action, "posix_spawn");
+  // Keep the strings alive until here: `pointers` only holds raw addresses.
+  void request.argv.strings;
+  void request.envp?.strings;
+  return pid[0]!;
+}
+
+function buildActions(request: PosixSpawnRequest, action: string): Actions {
+  const c = libc();
   const actions = new Uint8Array(SIZEOF_POSIX_SPAWN_FILE_ACTIONS_T);
   checkReturned(c.posix_spawn_file_actions_init(actions), action, "posix_spawn_file_actions_init");
   try {
@@ -151,15 +196,9 @@ export function posixSpawn(request: PosixSpawnRequest, action: string): number {
       }
       checkReturned(addchdir(actions, request.cwd), action, "posix_spawn_file_actions_addchdir_np");
     }
-    const pid = new Int32Array(1);
-    const envp = request.envp === null ? currentEnviron() : Deno.UnsafePointer.of(request.envp.pointers);
-    const attr = spawnAttr(request.extraFlags, request.pgroup);
-    checkSpawn(c.posix_spawn(pid, path, actions, attr, request.argv.pointers, envp), action, "posix_spawn");
-    // Keep the strings alive until here: `pointers` only holds raw addresses.
-    void request.argv.strings;
-    void request.envp?.strings;
-    return pid[0]!;
-  } finally {
+    return { actions, path };
+  } catch (error) {
     c.posix_spawn_file_actions_destroy(actions);
+    throw error;
   }
 }

@@ -202,7 +202,7 @@ export class UsermodeHelper implements AsyncDisposable {
     }
     const status = this.#exited;
     if (this.#pidfd >= 0) {
-      thePoller().forget(this.#pidfd);
+      thePoller().forget(this.#pidfd, true);
       close(this.#pidfd);
       this.#pidfd = -1;
     }

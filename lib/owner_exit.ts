@@ -23,6 +23,13 @@ const EXIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 const live = new Set<LiveHelper>();
 let installed = false;
+/**
+ * The listeners stay this long after the last helper exits: binding and
+ * unbinding three signals costs about 90 µs, which back-to-back spawns would
+ * otherwise pay each time. They never keep the program alive.
+ */
+const UNINSTALL_DELAY_MS = 1000;
+let uninstallTimer: ReturnType<typeof setTimeout> | undefined;
 let handleSignals = true;
 
 /**
@@ -61,7 +68,14 @@ export function registerLive(helper: LiveHelper): void {
 /** Removes a helper (it exited, or was reaped). */
 export function forgetLive(helper: LiveHelper): void {
   live.delete(helper);
-  if (live.size === 0 && installed) uninstall();
+  if (live.size === 0 && installed && uninstallTimer === undefined) {
+    const timer = setTimeout(() => {
+      uninstallTimer = undefined;
+      if (live.size === 0 && installed) uninstall();
+    }, UNINSTALL_DELAY_MS);
+    Deno.unrefTimer(timer);
+    uninstallTimer = timer;
+  }
 }
 
 /** Number of live, non-detached helpers. */

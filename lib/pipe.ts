@@ -14,12 +14,21 @@ const FIRST_READ_SIZE = 64 * 1024;
 /** Pipes grow to this once they are seen full, and reads grow to match. */
 const BIG_PIPE_SIZE = 1024 * 1024;
 
+/**
+ * The buffer every pipe reads into until it sees bulk data: a short reply is
+ * copied out of it, so a helper that trades small messages never allocates a
+ * 64 KiB buffer of its own (nor leaves one for the collector and malloc to
+ * fragment). Reads are synchronous, so one buffer serves all pipes.
+ */
+const SHARED_SCRATCH = new Uint8Array(FIRST_READ_SIZE);
+
 /** One owned pipe fd. `close()` is idempotent and also takes it out of the poller. */
 export class PipeEnd {
   #fd: number;
   readonly #owner: WaitOwner;
   readonly #label: string;
   #grown = false;
+  #bulk = false;
   #readSize = FIRST_READ_SIZE;
   #scratch: Uint8Array<ArrayBuffer> | undefined;
 
@@ -40,7 +49,7 @@ export class PipeEnd {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    thePoller().forget(fd);
+    thePoller().forget(fd, true);
     close(fd);
   }
 
@@ -73,7 +82,7 @@ export class PipeEnd {
   async read(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
     for (;;) {
       if (this.#fd < 0) return null;
-      const target = into ?? (this.#scratch ??= new Uint8Array(this.#readSize));
+      const target = into ?? (this.#bulk ? (this.#scratch ??= new Uint8Array(this.#readSize)) : SHARED_SCRATCH);
       const n = readSome(this.#fd, target, `Cannot read the ${this.#label}`);
       if (n === null) {
         await thePoller().wait(this.#fd, EPOLLIN, this.#owner);
@@ -85,6 +94,12 @@ export class PipeEnd {
       }
       if (n === target.length) this.#grow();
       if (into) return into.subarray(0, n);
+      if (target === SHARED_SCRATCH) {
+        // A quarter of the buffer or more at once: data is flowing, so read
+        // into buffers of our own from now on and hand them over uncopied.
+        if (n >= SHARED_SCRATCH.length / 4) this.#bulk = true;
+        return SHARED_SCRATCH.slice(0, n);
+      }
       return this.#takeScratch(n);
     }
   }

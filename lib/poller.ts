@@ -89,13 +89,17 @@ class Poller {
    * Takes `fd` out of the set before its owner closes it; a pending wait on it
    * resolves with 0 events.
    */
-  forget(fd: number): void {
+  forget(fd: number, closing = false): void {
     const token = this.#registered.get(fd);
     if (token === undefined) return;
     this.#registered.delete(fd);
     const wait = this.#waits.get(token);
     this.#waits.delete(token);
-    this.#ctl(EPOLL_CTL_DEL, fd, 0, 0);
+    // A caller about to close `fd` needs no EPOLL_CTL_DEL: closing the last
+    // descriptor of a file takes it out of the set. Should another process
+    // briefly hold the file (a child between fork and exec), its one-shot
+    // event carries a token nobody waits for and is dropped.
+    if (!closing) this.#ctl(EPOLL_CTL_DEL, fd, 0, 0);
     wait?.resolve(0);
     this.refresh();
   }

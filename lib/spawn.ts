@@ -4,7 +4,7 @@ import { O_CLOEXEC, POSIX_SPAWN_SETPGROUP } from "../ffi/constants.ts";
 import { cString } from "../ffi/c_string.ts";
 import { ENOEXEC, SpawnError } from "../ffi/errno.ts";
 import { close, pidfdOpen, pipe2, setNonblocking } from "../ffi/libc.ts";
-import { cStringArray } from "../ffi/pointer.ts";
+import { type CStringArray, cStringArray } from "../ffi/pointer.ts";
 import { type ChildFd, environEntries, posixSpawn, type PosixSpawnRequest } from "../ffi/spawn.ts";
 import {
   type LimitValue,
@@ -108,10 +108,7 @@ function spawnBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
   const name = blob.name;
   const action = `Cannot spawn "${name}"`;
   const setup = setupOf(options); // TypeError before any pipe exists
-  const argv = cStringArray(
-    [options.argv0 ?? name, ...(options.args ?? [])],
-    (i) => i === 0 ? "argv0" : `args[${i - 1}]`,
-  );
+  const argv = argvFor(options.argv0 ?? name, options.args);
   const envp = buildEnv(options);
   const cwd = options.cwd === undefined ? null : cString(cwdPath(options.cwd), "cwd");
   const blobFd = blob.unsafeFd;
@@ -165,6 +162,22 @@ function spawnBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
     signal: options.signal,
     detached: options.detached ?? false,
   });
+}
+
+// argv without extra args is the same for every start of a blob: built once
+// per argv0 and kept (posix_spawn only reads it; the cache keeps it alive).
+const bareArgv = new Map<string, CStringArray>();
+const MAX_CACHED_ARGV = 64;
+
+function argvFor(argv0: string, args: string[] | undefined): CStringArray {
+  const what = (i: number): string => i === 0 ? "argv0" : `args[${i - 1}]`;
+  if (args !== undefined && args.length > 0) return cStringArray([argv0, ...args], what);
+  let argv = bareArgv.get(argv0);
+  if (argv === undefined) {
+    argv = cStringArray([argv0], what);
+    if (bareArgv.size < MAX_CACHED_ARGV) bareArgv.set(argv0, argv);
+  }
+  return argv;
 }
 
 function cwdPath(cwd: string | URL): string {
