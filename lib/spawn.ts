@@ -10,6 +10,7 @@ import {
   type LimitValue,
   resourceLimits,
   type ResourceName,
+  trampolineAvailable,
   type TrampolineRequest,
   trampolineSpawn,
 } from "../ffi/trampoline.ts";
@@ -136,7 +137,12 @@ function spawnBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
       extraFlags: options.detached ? POSIX_SPAWN_SETPGROUP : 0,
       pgroup: 0,
     };
-    pid = setup === null ? posixSpawn(request, action) : trampolineSpawn({ ...request, ...setup }, action);
+    // The trampoline is the faster path (bench/trampoline_bench.ts) and the
+    // only one that can do child-side setup; posix_spawn serves where it
+    // cannot load (raw imports off), or when asked for with UMH_SPAWN.
+    pid = setup === null && !trampolineByDefault()
+      ? posixSpawn(request, action)
+      : trampolineSpawn({ ...request, ...setup }, action);
   } catch (error) {
     for (const end of parentEnds) close(end);
     // ENOENT from exec of a script (not from chdir) means its interpreter is missing.
@@ -178,6 +184,13 @@ function argvFor(argv0: string, args: string[] | undefined): CStringArray {
     if (bareArgv.size < MAX_CACHED_ARGV) bareArgv.set(argv0, argv);
   }
   return argv;
+}
+
+let defaultPath: boolean | undefined;
+
+/** Whether plain spawns use the trampoline: yes where it loads, unless `UMH_SPAWN=posix_spawn` is set. */
+function trampolineByDefault(): boolean {
+  return defaultPath ??= environEntries().includes("UMH_SPAWN=posix_spawn") ? false : trampolineAvailable();
 }
 
 function cwdPath(cwd: string | URL): string {
