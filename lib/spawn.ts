@@ -137,7 +137,7 @@ function spawnBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
       extraFlags: options.detached ? POSIX_SPAWN_SETPGROUP : 0,
       pgroup: 0,
     };
-    // The trampoline is the faster path (bench/trampoline_bench.ts) and the
+    // The trampoline is the faster path (bench/trampoline_compare.ts) and the
     // only one that can do child-side setup; posix_spawn serves where it
     // cannot load (raw imports off), or when asked for with UMH_SPAWN.
     pid = setup === null && !trampolineByDefault()

@@ -3,7 +3,7 @@
 // option, interleaved, each run as spawn -> one framed round trip -> EOF ->
 // reaped, synchronously on this thread, so only the spawn path differs.
 //
-//   deno run --allow-ffi --allow-read bench/trampoline_bench.ts [--runs 300]
+//   deno run --allow-ffi --allow-read bench/trampoline_compare.ts [--runs 300]
 
 import { parseArgs } from "node:util";
 import { blobFor } from "../blobs/mod.ts";

@@ -1,0 +1,164 @@
+/*
+ * c_floor: the machine's floor for bench/compare.ts, in plain C on the same
+ * helper binaries: posix_spawn (vfork) with pipes, the same framed round trip
+ * or the same cat pipe run as bench/workloads.ts, timed inside this process.
+ *
+ *   c_floor latency <reqrep> <count>   -> {"samples":[us, ...]}
+ *   c_floor pipe <cat> <bytes> <chunk> -> {"bytesPerSecond":n}
+ *
+ * Pipes are grown to 1 MiB (F_SETPIPE_SZ) and read with 1 MiB reads, as
+ * umh's pipes are under bulk data. Exit status: 0, or 1 with a message on
+ * stderr.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "c_floor: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+/* Starts `path` with stdin and stdout piped; *to and *from get the owner's ends. */
+static pid_t start(const char *path, int *to, int *from) {
+  int in[2], out[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) die("pipe2");
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none, pipe_only;
+  sigemptyset(&none);
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &pipe_only);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid;
+  char *argv[] = {(char *)"helper", NULL};
+  int err = posix_spawn(&pid, path, &fa, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (err != 0) {
+    errno = err;
+    die("posix_spawn");
+  }
+  close(in[0]);
+  close(out[1]);
+  *to = in[1];
+  *from = out[0];
+  return pid;
+}
+
+static void reap(pid_t pid) {
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) die("waitpid");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    errno = 0;
+    die("helper failed");
+  }
+}
+
+static void latency(const char *path, int count) {
+  static const unsigned char request[8] = {4, 0, 0, 0, 'p', 'i', 'n', 'g'};
+  printf("{\"samples\":[");
+  for (int i = 0; i < count; i++) {
+    double t0 = now_us();
+    int to, from;
+    pid_t pid = start(path, &to, &from);
+    if (write(to, request, sizeof request) != (ssize_t)sizeof request) die("write");
+    unsigned char reply[64];
+    size_t got = 0;
+    while (got < sizeof request) {
+      ssize_t n = read(from, reply, sizeof reply);
+      if (n <= 0) die("read");
+      got += (size_t)n;
+    }
+    close(to);
+    while (read(from, reply, sizeof reply) > 0) {
+    }
+    close(from);
+    reap(pid);
+    printf("%s%.1f", i ? "," : "", now_us() - t0);
+  }
+  printf("]}\n");
+}
+
+static void pipe_run(const char *path, long long bytes, long chunk) {
+  unsigned char *out = malloc((size_t)chunk), *in = malloc(1 << 20);
+  if (!out || !in) die("malloc");
+  memset(out, 'a', (size_t)chunk);
+  double t0 = now_us();
+  int to, from;
+  pid_t pid = start(path, &to, &from);
+  fcntl(to, F_SETPIPE_SZ, 1 << 20); /* best effort, as umh */
+  fcntl(from, F_SETPIPE_SZ, 1 << 20);
+  fcntl(to, F_SETFL, O_NONBLOCK);
+  fcntl(from, F_SETFL, O_NONBLOCK);
+  long long sent = 0, received = 0;
+  long offset = 0;
+  for (;;) {
+    struct pollfd fds[2] = {{from, POLLIN, 0}, {to, POLLOUT, 0}};
+    if (poll(fds, to >= 0 ? 2 : 1, -1) < 0 && errno != EINTR) die("poll");
+    if (to >= 0 && fds[1].revents) {
+      long want = chunk - offset;
+      if (bytes - sent < want) want = (long)(bytes - sent);
+      ssize_t n = write(to, out + offset, (size_t)want);
+      if (n > 0) {
+        sent += n;
+        offset = (offset + n) % chunk;
+      } else if (n < 0 && errno != EAGAIN) {
+        die("write");
+      }
+      if (sent == bytes) {
+        close(to);
+        to = -1;
+      }
+    }
+    if (fds[0].revents) {
+      ssize_t n = read(from, in, 1 << 20);
+      if (n == 0) break;
+      if (n > 0) received += n;
+      else if (errno != EAGAIN) die("read");
+    }
+  }
+  close(from);
+  reap(pid);
+  if (received != bytes) {
+    errno = 0;
+    die("short pipe run");
+  }
+  printf("{\"bytesPerSecond\":%.0f}\n", (double)bytes / ((now_us() - t0) / 1e6));
+}
+
+int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "latency") == 0) {
+    latency(argv[2], atoi(argv[3]));
+  } else if (argc == 5 && strcmp(argv[1], "pipe") == 0) {
+    pipe_run(argv[2], atoll(argv[3]), atol(argv[4]));
+  } else {
+    fprintf(stderr, "usage: c_floor latency <reqrep> <count> | pipe <cat> <bytes> <chunk>\n");
+    return 1;
+  }
+  return 0;
+}

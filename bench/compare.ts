@@ -1,0 +1,226 @@
+// `deno task bench`: umh against Deno.Command and Bun.spawn, side by side and
+// interleaved, on the same helper binaries (issue 6). Progress goes to
+// stderr; the table and the targets (its last lines) to stdout; all numbers
+// to bench/results.json.
+//
+//   deno task bench [--quick] [--json PATH] [--no-bun] [--no-install] [--no-c] [--strict]
+//
+// --quick: a smoke run in well under 30 s (fewer spawns, 64 MiB through cat).
+// The "C floor" column (bench/c_floor.c, built with the machine's cc when
+// there is one) is the same work in plain C: what the machine allows, not a
+// target.
+// --strict: exit 1 when a target fails (by default only errors fail the run).
+
+import { parseArgs } from "node:util";
+import { blobFor } from "../blobs/mod.ts";
+import { forkUsermodeBlob, loadBlob, type UsermodeBlob } from "../lib/mod.ts";
+import { BunRunner, findBun } from "./bun.ts";
+import {
+  buildCFloor,
+  bunContender,
+  cFloorContender,
+  type Contender,
+  denoContender,
+  umhContender,
+} from "./contenders.ts";
+import { loadAverage, machine } from "./proc.ts";
+import { evaluate, formatReport, type Results } from "./report.ts";
+import { runScale } from "./scale.ts";
+import { summarize } from "./stats.ts";
+import { latencies } from "./workloads.ts";
+
+const FULL = {
+  warmup: 20,
+  latencyRounds: 10,
+  latencyPerRound: 30,
+  rateRounds: 3,
+  ratePerRound: { 1: 100, 8: 200 },
+  pipeBytes: 2 ** 30,
+  pipeRuns: 3,
+  blobRounds: 10,
+  blobPerRound: 30,
+  scaleSpawns: 10_000,
+  scaleLive: 500,
+};
+
+const QUICK: typeof FULL = {
+  warmup: 5,
+  latencyRounds: 3,
+  latencyPerRound: 10,
+  rateRounds: 1,
+  ratePerRound: { 1: 20, 8: 40 },
+  pipeBytes: 64 * 2 ** 20,
+  pipeRuns: 1,
+  blobRounds: 3,
+  blobPerRound: 10,
+  scaleSpawns: 500,
+  scaleLive: 500,
+};
+
+const PIPE_CHUNK = 2 ** 20;
+const PIPE_WARMUP_BYTES = 64 * 2 ** 20;
+const PADDED_BYTES = 64 * 2 ** 20;
+const BENCH_DIR = new URL(".", import.meta.url).pathname;
+
+function progress(message: string): void {
+  console.error(`bench: ${message}`);
+}
+
+/** `order` rotated by `round`, so no contender always goes first. */
+function rotated<T>(order: readonly T[], round: number): T[] {
+  const k = round % order.length;
+  return [...order.slice(k), ...order.slice(0, k)];
+}
+
+async function writeExecutable(dir: string, name: string, bytes: Uint8Array): Promise<string> {
+  const path = `${dir}/${name}`;
+  await Deno.writeFile(path, bytes, { mode: 0o755 });
+  return path;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      json: { type: "string", default: `${BENCH_DIR}results.json` },
+      "no-bun": { type: "boolean", default: false },
+      "no-install": { type: "boolean", default: false },
+      strict: { type: "boolean", default: false },
+      "no-c": { type: "boolean", default: false },
+    },
+  });
+  const cfg = values.quick ? QUICK : FULL;
+  const reqrepBytes = blobFor("reqrep");
+  const catBytes = blobFor("cat");
+  const skipped: Record<string, string> = {};
+
+  const tempDir = await Deno.makeTempDir({ prefix: "umh-bench-" });
+  let runner: BunRunner | undefined;
+  try {
+    const paths = {
+      reqrep: await writeExecutable(tempDir, "reqrep", reqrepBytes),
+      cat: await writeExecutable(tempDir, "cat", catBytes),
+    };
+    using reqrep = loadBlob(reqrepBytes, { name: "reqrep" });
+    using cat = loadBlob(catBytes, { name: "cat" });
+    const contenders: Contender[] = [umhContender({ reqrep, cat }), denoContender(paths)];
+
+    let bunVersion: string | undefined;
+    if (values["no-bun"]) {
+      skipped["Bun.spawn"] = "--no-bun was given";
+    } else {
+      const bun = await findBun(!values["no-install"]);
+      if (bun.path === null) {
+        skipped["Bun.spawn"] = bun.reason;
+      } else {
+        progress(`using ${bun.path} (Bun ${bun.version})`);
+        runner = await BunRunner.start(bun.path, paths.reqrep, paths.cat);
+        bunVersion = bun.version;
+        contenders.push(bunContender(runner));
+      }
+    }
+    if (values["no-c"]) {
+      skipped["C floor"] = "--no-c was given";
+    } else {
+      const floor = await buildCFloor(tempDir);
+      if (floor.path === null) skipped["C floor"] = floor.reason;
+      else contenders.push(cFloorContender(floor.path, paths));
+    }
+    for (const [name, reason] of Object.entries(skipped)) progress(`${name} column skipped: ${reason}`);
+
+    const info = machine(bunVersion);
+    const names = contenders.map((c) => c.name);
+
+    progress(`warm-up (${cfg.warmup} round trips each)`);
+    for (const c of contenders) await c.latency(cfg.warmup);
+
+    progress(`spawn latency: ${cfg.latencyRounds} interleaved rounds of ${cfg.latencyPerRound}`);
+    const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+    // umh's round median over each contender's in the same round: robust to load that drifts between rounds.
+    const pairedRatios: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+    for (let round = 0; round < cfg.latencyRounds; round++) {
+      const roundMedian: Record<string, number> = {};
+      for (const c of rotated(contenders, round)) {
+        const got = await c.latency(cfg.latencyPerRound);
+        samples[c.name]!.push(...got);
+        roundMedian[c.name] = summarize(got).median;
+      }
+      for (const n of names) pairedRatios[n]!.push(roundMedian.umh! / roundMedian[n]!);
+    }
+
+    progress("spawn rate, 1 and 8 in flight");
+    const rateRuns: Record<string, { 1: number[]; 8: number[] }> = Object.fromEntries(
+      names.map((n) => [n, { 1: [], 8: [] }]),
+    );
+    for (const inFlight of [1, 8] as const) {
+      for (let round = 0; round < cfg.rateRounds; round++) {
+        for (const c of rotated(contenders, round)) {
+          if (c.rate) rateRuns[c.name]![inFlight].push(await c.rate(cfg.ratePerRound[inFlight], inFlight));
+        }
+      }
+    }
+
+    progress(`pipe throughput: ${cfg.pipeRuns} x ${cfg.pipeBytes / 2 ** 20} MiB through cat each, after a warm-up`);
+    // The first run of each pays for growing its heaps (page faults): not what is measured.
+    for (const c of contenders) await c.pipe(Math.min(cfg.pipeBytes, PIPE_WARMUP_BYTES), PIPE_CHUNK);
+    const pipeRuns: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+    for (let run = 0; run < cfg.pipeRuns; run++) {
+      for (const c of rotated(contenders, run)) pipeRuns[c.name]!.push(await c.pipe(cfg.pipeBytes, PIPE_CHUNK));
+    }
+
+    progress(`blob size: reqrep unpadded and padded to ${PADDED_BYTES / 2 ** 20} MiB`);
+    const padded = new Uint8Array(PADDED_BYTES);
+    padded.set(reqrepBytes);
+    using bigBlob = loadBlob(padded, { name: "reqrep-padded" });
+    const blobStarts: [string, UsermodeBlob][] = [["unpadded", reqrep], ["padded", bigBlob]];
+    const blobSamples: Record<string, number[]> = { unpadded: [], padded: [] };
+    await latencies(() => forkUsermodeBlob(bigBlob), cfg.warmup);
+    for (let round = 0; round < cfg.blobRounds; round++) {
+      for (const [name, blob] of rotated(blobStarts, round)) {
+        blobSamples[name]!.push(...await latencies(() => forkUsermodeBlob(blob), cfg.blobPerRound));
+      }
+    }
+
+    progress(`scale: ${cfg.scaleSpawns} spawns, then ${cfg.scaleLive} live helpers (in a fresh Deno process)`);
+    const scale = await runScale(cfg.scaleSpawns, cfg.scaleLive);
+
+    info.loadAfter = loadAverage();
+    const median = (xs: number[]): number => summarize(xs).median;
+    const results: Results = {
+      machine: info,
+      mode: values.quick ? "quick" : "full",
+      contenders: names,
+      skipped,
+      latency: Object.fromEntries(names.map((n) => [n, summarize(samples[n]!)])),
+      latencyRoundRatio: Object.fromEntries(names.map((n) => [n, median(pairedRatios[n]!)])),
+      rate: Object.fromEntries(
+        names.filter((n) => rateRuns[n]![1].length > 0).map((n) => [n, {
+          inFlight1: median(rateRuns[n]![1]),
+          inFlight8: median(rateRuns[n]![8]),
+        }]),
+      ),
+      pipe: Object.fromEntries(names.map((n) => [n, {
+        bytes: cfg.pipeBytes,
+        bytesPerSecond: median(pipeRuns[n]!),
+        runs: pipeRuns[n]!,
+      }])),
+      blobSize: {
+        unpadded: summarize(blobSamples.unpadded!),
+        padded: summarize(blobSamples.padded!),
+        paddedBytes: PADDED_BYTES,
+      },
+      scale,
+    };
+    results.targets = evaluate(results);
+    await Deno.writeTextFile(values.json, JSON.stringify(results, null, 2) + "\n");
+    progress(`wrote ${values.json}`);
+    console.log(formatReport(results));
+    return values.strict && results.targets.some((t) => t.pass === false) ? 1 : 0;
+  } finally {
+    if (runner) await runner[Symbol.asyncDispose]();
+    await Deno.remove(tempDir, { recursive: true });
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());

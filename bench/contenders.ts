@@ -1,0 +1,108 @@
+// The three ways to run the same helper binary, behind one interface: umh
+// (forkUsermodeBlob from one loadBlob), Deno.Command of the binary written to
+// a temp file, and Bun.spawn (through bench/bun_runner.ts).
+
+import { forkUsermodeBlob, type UsermodeBlob } from "../lib/mod.ts";
+import type { BunRunner } from "./bun.ts";
+import { latencies, pipeThroughput, spawnRate, type Start } from "./workloads.ts";
+
+/** One runtime's way of starting helpers. Latencies in µs, rates per second. */
+export interface Contender {
+  readonly name: string;
+  latency(count: number): Promise<number[]>;
+  /** Absent for the C floor, which runs one helper at a time. */
+  rate?(count: number, inFlight: number): Promise<number>;
+  /** Bytes per second through the cat helper. */
+  pipe(bytes: number, chunkBytes: number): Promise<number>;
+}
+
+/** The two helpers a contender needs, by whatever handle it uses. */
+export interface Helpers<T> {
+  readonly reqrep: T;
+  readonly cat: T;
+}
+
+class StartContender implements Contender {
+  readonly name: string;
+  readonly #reqrep: Start;
+  readonly #cat: Start;
+
+  constructor(name: string, reqrep: Start, cat: Start) {
+    this.name = name;
+    this.#reqrep = reqrep;
+    this.#cat = cat;
+  }
+
+  latency(count: number): Promise<number[]> {
+    return latencies(this.#reqrep, count);
+  }
+
+  rate(count: number, inFlight: number): Promise<number> {
+    return spawnRate(this.#reqrep, count, inFlight);
+  }
+
+  pipe(bytes: number, chunkBytes: number): Promise<number> {
+    return pipeThroughput(this.#cat, bytes, chunkBytes);
+  }
+}
+
+/** umh: every helper forked from the one sealed memfd of its blob. */
+export function umhContender(blobs: Helpers<UsermodeBlob>): Contender {
+  return new StartContender("umh", () => forkUsermodeBlob(blobs.reqrep), () => forkUsermodeBlob(blobs.cat));
+}
+
+/** Deno.Command of the binaries on disk, stdin and stdout piped, stderr inherited. */
+export function denoContender(paths: Helpers<string>): Contender {
+  const command = (path: string): Start => () =>
+    new Deno.Command(path, { stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
+  return new StartContender("Deno.Command", command(paths.reqrep), command(paths.cat));
+}
+
+/** Bun.spawn, run by a Bun process that bench/bun_runner.ts keeps up between rounds. */
+export function bunContender(runner: BunRunner): Contender {
+  return {
+    name: "Bun.spawn",
+    async latency(count: number): Promise<number[]> {
+      return (await runner.call({ op: "latency", count })).samples as number[];
+    },
+    async rate(count: number, inFlight: number): Promise<number> {
+      return (await runner.call({ op: "rate", count, inFlight })).perSecond as number;
+    },
+    async pipe(bytes: number, chunk: number): Promise<number> {
+      return (await runner.call({ op: "pipe", bytes, chunk })).bytesPerSecond as number;
+    },
+  };
+}
+
+/** The C floor: bench/c_floor.c, compiled at bench time, run once per round (it times itself). */
+export function cFloorContender(binary: string, paths: Helpers<string>): Contender {
+  const run = async (args: string[]): Promise<Record<string, unknown>> => {
+    const { success, stdout } = await new Deno.Command(binary, { args, stdout: "piped", stderr: "inherit" }).output();
+    if (!success) throw new Error(`c_floor ${args.join(" ")} failed`);
+    return JSON.parse(new TextDecoder().decode(stdout));
+  };
+  return {
+    name: "C floor",
+    async latency(count: number): Promise<number[]> {
+      return (await run(["latency", paths.reqrep, String(count)])).samples as number[];
+    },
+    async pipe(bytes: number, chunk: number): Promise<number> {
+      return (await run(["pipe", paths.cat, String(bytes), String(chunk)])).bytesPerSecond as number;
+    },
+  };
+}
+
+/** Compiles bench/c_floor.c into `dir` with the first C compiler found; the binary, or why there is none. */
+export async function buildCFloor(dir: string): Promise<{ path: string } | { path: null; reason: string }> {
+  const source = new URL("./c_floor.c", import.meta.url).pathname;
+  const path = `${dir}/c_floor`;
+  for (const cc of ["cc", "gcc", "clang"]) {
+    try {
+      const { success } = await new Deno.Command(cc, { args: ["-O2", "-o", path, source], stderr: "null" }).output();
+      if (success) return { path };
+    } catch {
+      // NotFound: try the next compiler.
+    }
+  }
+  return { path: null, reason: "no working C compiler (cc, gcc, clang) to build bench/c_floor.c" };
+}

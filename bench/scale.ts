@@ -1,0 +1,166 @@
+// Scale section of bench/compare.ts (runScale), run in a fresh Deno process (with
+// --v8-flags=--expose-gc) so that its RSS is not the rest of the benchmark's:
+// RSS and threads after 100 and after N spawns, then a request/reply round
+// trip and a full spawn with 1 and with 500 other helpers alive. Prints one
+// JSON object on stdout.
+//
+//   deno run --allow-ffi --allow-read --v8-flags=--expose-gc bench/scale.ts [--spawns N] [--live N]
+
+import { parseArgs } from "node:util";
+import { blobFor } from "../blobs/mod.ts";
+import { forkUsermodeBlob, loadBlob, type UsermodeHelper } from "../lib/mod.ts";
+import { ownerStatus } from "./proc.ts";
+import { summarize, type Summary } from "./stats.ts";
+import { drain, latencies, readAtLeast, REPLY_BYTES, REQUEST, spawnRate } from "./workloads.ts";
+
+/** What the scale run measured. Memory in KiB, latencies in µs. */
+export interface ScaleResult {
+  readonly gcAvailable: boolean;
+  readonly spawns: number;
+  readonly rssAfter100: number;
+  /** RSS after min(1000, spawns): the growth from here on is what a leak would add. */
+  readonly rssAfter1000: number;
+  readonly rssAfterAll: number;
+  readonly threadsBefore: number;
+  readonly threadsAfter100: number;
+  readonly threadsAfterAll: number;
+  readonly live: number;
+  readonly threadsWith1Live: number;
+  readonly threadsWithManyLive: number;
+  readonly rssWithManyLive: number;
+  readonly requestWith1Live: Summary;
+  readonly requestWithManyLive: Summary;
+  readonly spawnWith1Live: Summary;
+  readonly spawnWithManyLive: Summary;
+}
+
+type Gc = (options?: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
+const gc = (globalThis as { gc?: Gc }).gc;
+const BENCH_DIR = new URL(".", import.meta.url).pathname;
+
+/**
+ * Threads and VmRSS (KiB) of this process, after V8's memory-reducing full GC
+ * when --expose-gc gave us one: a plain gc() leaves the young generation at
+ * whatever size the allocation rate grew it to (tens of MiB after a burst of
+ * spawns), which is capacity, not a leak.
+ */
+function ownerStats(): { threads: number; rss: number } {
+  gc?.({ type: "major", execution: "sync", flavor: "last-resort" });
+  return ownerStatus();
+}
+
+/** A started reqrep helper that answered once and keeps a read pending on its stdout, as a real client would. */
+interface Live {
+  readonly helper: UsermodeHelper;
+  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+}
+
+async function request(live: Live): Promise<number> {
+  const t0 = performance.now();
+  await live.writer.write(REQUEST);
+  await readAtLeast(live.reader, REPLY_BYTES);
+  return (performance.now() - t0) * 1000;
+}
+
+async function startLive(start: () => UsermodeHelper): Promise<Live> {
+  const helper = start();
+  const live = { helper, writer: helper.stdin.getWriter(), reader: helper.stdout.getReader() };
+  await request(live);
+  return live;
+}
+
+async function stopLive(live: Live): Promise<void> {
+  await live.writer.close();
+  await drain(live.reader);
+  await live.helper.status;
+}
+
+async function requests(live: Live, count: number): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) samples.push(await request(live));
+  return samples;
+}
+
+/** Runs the scale measurements in this process. */
+export async function measureScale(spawns: number, liveCount: number, samples: number): Promise<ScaleResult> {
+  const blob = loadBlob(blobFor("reqrep"), { name: "reqrep" });
+  const start = (): UsermodeHelper => forkUsermodeBlob(blob);
+  const before = ownerStats();
+  await latencies(start, 100);
+  const after100 = ownerStats();
+  const middle = Math.min(1000, spawns);
+  await spawnRate(start, middle - 100, 4);
+  const after1000 = ownerStats();
+  await spawnRate(start, spawns - middle, 4);
+  const afterAll = ownerStats();
+
+  const keep = await startLive(start);
+  const with1 = ownerStats();
+  const requestWith1Live = summarize(await requests(keep, samples * 4));
+  const spawnWith1Live = summarize(await latencies(start, samples));
+
+  const others: Live[] = [];
+  for (let i = 0; i < liveCount; i++) others.push(await startLive(start));
+  const pending = others.map((live) => live.reader.read()); // every stdout watched, as in real use
+  const withMany = ownerStats();
+  const requestWithManyLive = summarize(await requests(keep, samples * 4));
+  const spawnWithManyLive = summarize(await latencies(start, samples));
+  // EOF on stdin ends each helper; the pending reads then see EOF too.
+  await Promise.all(others.map((live) => live.writer.close()));
+  await Promise.all(pending);
+  await Promise.all(others.map((live) => live.helper.status));
+  await stopLive(keep);
+  blob.close();
+
+  return {
+    gcAvailable: gc !== undefined,
+    spawns,
+    rssAfter100: after100.rss,
+    rssAfter1000: after1000.rss,
+    rssAfterAll: afterAll.rss,
+    threadsBefore: before.threads,
+    threadsAfter100: after100.threads,
+    threadsAfterAll: afterAll.threads,
+    live: liveCount,
+    threadsWith1Live: with1.threads,
+    threadsWithManyLive: withMany.threads,
+    rssWithManyLive: withMany.rss,
+    requestWith1Live,
+    requestWithManyLive,
+    spawnWith1Live,
+    spawnWithManyLive,
+  };
+}
+
+/** Runs this file in a fresh Deno process with --expose-gc and returns what it measured. */
+export async function runScale(spawns: number, live: number): Promise<ScaleResult> {
+  const { success, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-ffi",
+      "--allow-read",
+      "--v8-flags=--expose-gc",
+      "--config",
+      `${BENCH_DIR}../deno.json`,
+      `${BENCH_DIR}scale.ts`,
+      "--spawns",
+      String(spawns),
+      "--live",
+      String(live),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!success) throw new Error("bench/scale.ts failed");
+  return JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").at(-1)!);
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { spawns: { type: "string", default: "10000" }, live: { type: "string", default: "500" } },
+  });
+  const result = await measureScale(Number(values.spawns), Number(values.live), 50);
+  console.log(JSON.stringify(result));
+}
