@@ -35,28 +35,23 @@ import {
 import { checkErrno, EINVAL, errnoMessage, errnoName, lastErrno, SpawnError, SyscallError } from "./errno.ts";
 import { fcntl, libc, memfdCreate, writeAll } from "./libc.ts";
 import type { PosixSpawnRequest } from "./spawn.ts";
+import { TRAMPOLINE_AARCH64, TRAMPOLINE_X86_64 } from "./trampoline_objects.ts";
 
 /**
- * This architecture's object, or why it could not be imported. A dynamic
- * import, so that a program run without raw imports can still import umh
- * and use posix_spawn; only the setup options then fail, saying why.
+ * This architecture's object, or why there is none. The objects travel as
+ * base64 text (ffi/trampoline_objects.ts, generated from blobs/ by
+ * tools/embed_trampoline.ts): JSR takes no bytes imports, and a program run
+ * without raw imports gets the trampoline all the same.
  */
-const OBJECT: Uint8Array | Error = await importObject();
+const OBJECT: Uint8Array | Error = objectFor(Deno.build.arch);
 
-async function importObject(): Promise<Uint8Array | Error> {
-  try {
-    switch (Deno.build.arch) {
-      case "x86_64":
-        return (await import("../blobs/trampoline.x86_64.so", { with: { type: "bytes" } })).default;
-      case "aarch64":
-        return (await import("../blobs/trampoline.aarch64.so", { with: { type: "bytes" } })).default;
-      default:
-        return new Error(`umh has it for x86_64 and aarch64, not ${Deno.build.arch}`);
-    }
-  } catch (cause) {
-    const hint = 'run with --unstable-raw-imports, or "unstable": ["raw-imports"] in deno.json';
-    return new Error(`its bytes could not be imported (${hint})`, { cause });
-  }
+function objectFor(arch: string): Uint8Array | Error {
+  const base64 = arch === "x86_64" ? TRAMPOLINE_X86_64 : arch === "aarch64" ? TRAMPOLINE_AARCH64 : null;
+  if (base64 === null) return new Error(`umh has it for x86_64 and aarch64, not ${arch}`);
+  const text = atob(base64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
 }
 
 /** Linux 6.3+: a memfd that can never be made executable; mmap(PROT_EXEC) still works. */
@@ -186,7 +181,7 @@ export function loadTrampoline(): void {
 
 /**
  * True when the trampoline is loaded or loads now; false where it cannot be
- * (raw imports off, another architecture, no executable mapping), so a caller
+ * (another architecture, no executable mapping), so a caller
  * can fall back to posix_spawn when no setup option is asked for.
  */
 export function trampolineAvailable(): boolean {

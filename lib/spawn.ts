@@ -139,7 +139,7 @@ function spawnBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
     };
     // The trampoline is the faster path (bench/trampoline_compare.ts) and the
     // only one that can do child-side setup; posix_spawn serves where it
-    // cannot load (raw imports off), or when asked for with UMH_SPAWN.
+    // cannot load (no executable mapping allowed), or with UMH_SPAWN=posix_spawn.
     pid = setup === null && !trampolineByDefault()
       ? posixSpawn(request, action)
       : trampolineSpawn({ ...request, ...setup }, action);
