@@ -75,7 +75,11 @@ export class UsermodeHelper implements AsyncDisposable {
     this.#name = init.name;
     this.#detached = init.detached;
     const label = (stream: string): string => `${stream} of helper "${init.name}" (pid ${init.pid})`;
-    const pipe = (fd: number, stream: string): PipeEnd | null => fd < 0 ? null : new PipeEnd(fd, this, label(stream));
+    // EOF on an output pipe usually means the helper has just exited: reaping
+    // it then saves the status a second trip through the poller.
+    const onEof = (): void => this.#reapIfExited();
+    const pipe = (fd: number, stream: string): PipeEnd | null =>
+      fd < 0 ? null : new PipeEnd(fd, this, label(stream), stream === "stdin" ? undefined : onEof);
     this.#pipes = {
       stdin: pipe(init.stdin, "stdin"),
       stdout: pipe(init.stdout, "stdout"),
@@ -214,6 +218,13 @@ export class UsermodeHelper implements AsyncDisposable {
   /** @internal Synchronous last-resort stop at owner exit: SIGKILL by pidfd. */
   killNow(signo: number): void {
     if (this.#exited === null) sendSignal(this.#pidfd, this.#pid, signo);
+  }
+
+  /** Reaps now if the helper has already exited, waking the exit watcher. */
+  #reapIfExited(): void {
+    if (this.#exited !== null || this.#pidfd < 0) return;
+    this.#tryReap();
+    if (this.#exited !== null) thePoller().forget(this.#pidfd); // resolves #watchExit's wait
   }
 
   /** @internal For owner-exit cleanup: reap without the poller. Returns true once reaped. */

@@ -27,16 +27,18 @@ export class PipeEnd {
   #fd: number;
   readonly #owner: WaitOwner;
   readonly #label: string;
+  readonly #onEof: (() => void) | undefined;
   #grown = false;
   #bulk = false;
   #readSize = FIRST_READ_SIZE;
   #scratch: Uint8Array<ArrayBuffer> | undefined;
 
   /** Takes ownership of `fd`. `label` names the pipe in errors: `stdout of "cat" (pid 42)`. */
-  constructor(fd: number, owner: WaitOwner, label: string) {
+  constructor(fd: number, owner: WaitOwner, label: string, onEof?: () => void) {
     this.#fd = fd;
     this.#owner = owner;
     this.#label = label;
+    this.#onEof = onEof;
   }
 
   /** True once closed. */
@@ -90,6 +92,7 @@ export class PipeEnd {
       }
       if (n === 0) {
         this.close();
+        this.#onEof?.();
         return null;
       }
       if (n === target.length) this.#grow();
