@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { blobFor } from "../blobs/mod.ts";
 import { BlobCommand, encodeFrame, forkUsermodeBlob, FrameReader, loadBlob, SpawnError } from "../lib/mod.ts";
+import { ourChildren } from "./test_util.ts";
 
 const OTHER_ARCH = Deno.build.arch === "x86_64" ? "aarch64" : "x86_64";
 
@@ -26,22 +27,7 @@ function leftovers(): Leftovers {
       // the directory handle itself, closed by now
     }
   }
-  return { fds, memfds, children: children() };
-}
-
-/** Pids whose parent is this process, zombies included. */
-function children(): number[] {
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === Deno.pid) pids.push(Number(entry.name));
-    } catch {
-      // exited while listing
-    }
-  }
-  return pids;
+  return { fds, memfds, children: ourChildren() };
 }
 
 /** Runs `body`, then asserts the process holds exactly what it held before. */

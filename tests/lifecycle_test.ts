@@ -4,25 +4,14 @@
 import assert from "node:assert/strict";
 import { blobFor } from "../blobs/mod.ts";
 import { encodeFrame, forkUsermodeBlob, FrameReader, loadBlob } from "../lib/mod.ts";
+import { fdCount, processState, threadCount } from "./test_util.ts";
 
 const REQREP = blobFor("reqrep");
 
-function fdCount(): number {
-  return [...Deno.readDirSync("/proc/self/fd")].length;
-}
-
-function threadCount(): number {
-  return Number(/^Threads:\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1]);
-}
-
 /** True while `pid` exists and is not a zombie. */
 function running(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-  } catch {
-    return false;
-  }
+  const state = processState(pid);
+  return state !== null && state !== "Z";
 }
 
 async function waitGone(pids: number[], ms: number): Promise<number[]> {

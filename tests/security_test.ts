@@ -5,29 +5,11 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { blobFor } from "../blobs/mod.ts";
 import { BlobCommand, encodeFrame, forkUsermodeBlob, FrameReader, loadBlob, type UsermodeHelper } from "../lib/mod.ts";
+import { fdCount, ourChildren } from "./test_util.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function fdCount(): number {
-  return [...Deno.readDirSync("/proc/self/fd")].length;
-}
-
-/** Pids whose parent is this process (running or zombie). */
-function children(): number[] {
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === Deno.pid) pids.push(Number(entry.name));
-    } catch {
-      // gone while listing
-    }
-  }
-  return pids;
-}
 
 function sri(algorithm: string, bytes: Uint8Array): string {
   return `${algorithm}-${createHash(algorithm).update(bytes).digest("base64")}`;
@@ -71,7 +53,7 @@ Deno.test("loadBlob() refuses a mismatching integrity digest before anything run
     });
   }
   assert.equal(fdCount(), fds);
-  assert.deepEqual(children(), []);
+  assert.deepEqual(ourChildren(), []);
 });
 
 Deno.test("loadBlob() throws TypeError for a malformed integrity string", () => {
@@ -172,7 +154,7 @@ Deno.test("BlobCommand refuses NUL in args or env with a TypeError naming the en
     });
   }
   assert.equal(fdCount(), fds, "no pipe or memfd left behind");
-  assert.deepEqual(children(), []);
+  assert.deepEqual(ourChildren(), []);
 });
 
 const NEEDS_FFI = /^Cannot start a user-mode helper: umh needs --allow-ffi, because .+$/;

@@ -56,6 +56,26 @@ export function processState(pid: number): string | null {
   return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
 }
 
+/** Pids whose parent is this process, running or zombie. */
+export function ourChildren(): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === Deno.pid) pids.push(Number(entry.name));
+    } catch {
+      // exited while listing
+    }
+  }
+  return pids;
+}
+
+/** This process's thread count, from /proc/self/status. */
+export function threadCount(): number {
+  return Number(/^Threads:\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1]);
+}
+
 /** The pids among `pids` that are zombies still parented by this process. */
 export function ourZombies(pids: Iterable<number>): number[] {
   const zombies: number[] = [];
