@@ -91,8 +91,8 @@ function spawnAttr(extraFlags: number, pgroup: number): Uint8Array<ArrayBuffer> 
   return attr;
 }
 
-/** One /dev/null fd for the whole process, dup2'd into children that want "null". */
-function nullFd(): number {
+/** One /dev/null fd for the whole process, dup2'd into children that want "null" (both spawn paths). */
+export function nullFd(): number {
   if (devNull < 0) {
     devNull = checkErrno(libc().open(NULL_PATH, O_RDWR | O_CLOEXEC, 0), 'Cannot open "/dev/null"', "open");
   }
@@ -100,7 +100,7 @@ function nullFd(): number {
 }
 
 /** The current `environ` pointer (read at each spawn: setenv may move it). */
-function currentEnviron(): Deno.PointerValue {
+export function currentEnviron(): Deno.PointerValue {
   return new Deno.UnsafePointerView(libc().environ!).getPointer();
 }
 

@@ -27,14 +27,12 @@ import {
   F_SEAL_WRITE,
   MFD_ALLOW_SEALING,
   MFD_CLOEXEC,
-  O_CLOEXEC,
-  O_RDWR,
   POSIX_SPAWN_SETPGROUP,
   POSIX_SPAWN_SETSID,
 } from "./constants.ts";
 import { checkErrno, EINVAL, errnoMessage, errnoName, lastErrno, SpawnError, SyscallError } from "./errno.ts";
 import { fcntl, libc, memfdCreate, writeAll } from "./libc.ts";
-import type { PosixSpawnRequest } from "./spawn.ts";
+import { currentEnviron, nullFd, type PosixSpawnRequest } from "./spawn.ts";
 import { TRAMPOLINE_AARCH64, TRAMPOLINE_X86_64 } from "./trampoline_objects.ts";
 
 /**
@@ -166,7 +164,6 @@ const SYMBOLS = {
 } as const satisfies Deno.ForeignLibraryInterface;
 type UmhSpawn = (request: Uint8Array<ArrayBuffer>) => number;
 let umhSpawn: UmhSpawn | undefined;
-let devNull = -1;
 const request = new Uint8Array(REQUEST_SIZE);
 const view = new DataView(request.buffer);
 
@@ -279,7 +276,7 @@ export function trampolineSpawn(req: TrampolineRequest, action: string): number 
   view.setBigUint64(o.groups, addressOf(groups), true);
   view.setBigUint64(o.limits, addressOf(limits), true);
   view.setBigUint64(o.argv, addressOf(req.argv.pointers), true);
-  view.setBigUint64(o.envp, req.envp === null ? currentEnviron() : addressOf(req.envp.pointers), true);
+  view.setBigUint64(o.envp, req.envp === null ? environAddress() : addressOf(req.envp.pointers), true);
   view.setBigUint64(o.cwd, req.cwd === null ? 0n : addressOf(req.cwd), true);
 
   const pid = spawn(request);
@@ -333,22 +330,15 @@ function checkId(id: number, what: string): number {
 
 function childFd(want: PosixSpawnRequest["stdio"][number]): number {
   if (want === "inherit") return -1;
-  if (want === "null") {
-    if (devNull < 0) {
-      const path = encoder.encode("/dev/null\0");
-      devNull = checkErrno(libc().open(path, O_RDWR | O_CLOEXEC, 0), 'Cannot open "/dev/null"', "open");
-    }
-    return devNull;
-  }
+  if (want === "null") return nullFd();
   return want;
+}
+
+function environAddress(): bigint {
+  return BigInt(Deno.UnsafePointer.value(currentEnviron()));
 }
 
 function addressOf(buffer: BufferSource): bigint {
   if (buffer.byteLength === 0) return 0n;
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
-}
-
-/** The current `environ` (read at each spawn: setenv may move it). */
-function currentEnviron(): bigint {
-  return BigInt(Deno.UnsafePointer.value(new Deno.UnsafePointerView(libc().environ!).getPointer()));
 }
