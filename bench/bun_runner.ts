@@ -12,6 +12,8 @@
 
 import process from "node:process";
 import { createInterface } from "node:readline";
+// Plain TypeScript with no Deno API, so Bun runs the very same reads and frame.
+import { drain, readAtLeast, REQUEST } from "./workloads.ts";
 
 interface FileSink {
   write(chunk: Uint8Array): number;
@@ -39,29 +41,9 @@ interface Command {
 }
 
 const [reqrepPath, catPath] = process.argv.slice(2);
-const REQUEST = new Uint8Array([4, 0, 0, 0, 0x70, 0x69, 0x6e, 0x67]); // frame("ping")
 
 function start(path: string): Subprocess {
   return Bun.spawn([path], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-}
-
-async function readAtLeast(reader: ReadableStreamDefaultReader<Uint8Array>, n: number): Promise<number> {
-  let got = 0;
-  while (got < n) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`Helper closed stdout after ${got} of ${n} reply bytes`);
-    got += value.length;
-  }
-  return got;
-}
-
-async function drain(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<number> {
-  let got = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return got;
-    got += value.length;
-  }
 }
 
 async function roundTrip(): Promise<number> {
