@@ -3,6 +3,7 @@
 // benchmark so that its rounds interleave with the Deno side's, and takes one
 // JSON command per stdin line, answering one JSON line on stdout:
 //   {"op":"latency","count":30}                    → {"samples":[µs, ...]}
+//   {"op":"latency","count":30,"path":"/x/reqrep"}  → the same, with another reqrep binary
 //   {"op":"rate","count":300,"inFlight":8}          → {"perSecond":n}
 //   {"op":"pipe","bytes":1073741824,"chunk":1048576} → {"bytesPerSecond":n}
 // Its first line is {"ready":true,"version":"<bun version>"}. EOF on stdin ends it.
@@ -38,6 +39,8 @@ interface Command {
   readonly inFlight?: number;
   readonly bytes?: number;
   readonly chunk?: number;
+  /** latency only: another reqrep binary. */
+  readonly path?: string;
 }
 
 const [reqrepPath, catPath] = process.argv.slice(2);
@@ -46,9 +49,9 @@ function start(path: string): Subprocess {
   return Bun.spawn([path], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
 }
 
-async function roundTrip(): Promise<number> {
+async function roundTrip(path = reqrepPath!): Promise<number> {
   const t0 = performance.now();
-  const child = start(reqrepPath!);
+  const child = start(path);
   const reader = child.stdout.getReader();
   child.stdin.write(REQUEST);
   await child.stdin.flush();
@@ -63,9 +66,9 @@ async function roundTrip(): Promise<number> {
   return elapsed * 1000;
 }
 
-async function latency(count: number): Promise<{ samples: number[] }> {
+async function latency(count: number, path?: string): Promise<{ samples: number[] }> {
   const samples: number[] = [];
-  for (let i = 0; i < count; i++) samples.push(await roundTrip());
+  for (let i = 0; i < count; i++) samples.push(await roundTrip(path));
   return { samples };
 }
 
@@ -103,7 +106,7 @@ async function pipe(bytes: number, chunkBytes: number): Promise<{ bytesPerSecond
 function run(command: Command): Promise<object> {
   switch (command.op) {
     case "latency":
-      return latency(command.count ?? 30);
+      return latency(command.count ?? 30, command.path);
     case "rate":
       return rate(command.count ?? 100, command.inFlight ?? 1);
     case "pipe":

@@ -10,6 +10,8 @@
 // there is one) is the same work in plain C: what the machine allows, not a
 // target.
 // --strict: exit 1 when a target fails (by default only errors fail the run).
+// Where musl-gcc is installed (and not --no-c), spawn latency is measured a
+// second time with reqrep linked against musl (see buildMuslReqrep).
 
 import { parseArgs } from "node:util";
 import { blobFor } from "../blobs/mod.ts";
@@ -17,6 +19,8 @@ import { forkUsermodeBlob, loadBlob, type UsermodeBlob } from "../lib/mod.ts";
 import { BunRunner, findBun } from "./bun.ts";
 import {
   buildCFloor,
+  buildMuslReqrep,
+  type Built,
   bunContender,
   cFloorContender,
   type Contender,
@@ -78,6 +82,34 @@ async function writeExecutable(dir: string, name: string, bytes: Uint8Array): Pr
   return path;
 }
 
+/**
+ * Spawn latency of every contender in `rounds` interleaved rounds: the
+ * samples' summary, and the median over rounds of umh's round median over
+ * each contender's (robust to load that drifts between rounds).
+ */
+async function latencyRounds(
+  contenders: Contender[],
+  rounds: number,
+  perRound: number,
+): Promise<Pick<Results, "latency" | "latencyRoundRatio">> {
+  const names = contenders.map((c) => c.name);
+  const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  const pairedRatios: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let round = 0; round < rounds; round++) {
+    const roundMedian: Record<string, number> = {};
+    for (const c of rotated(contenders, round)) {
+      const got = await c.latency(perRound);
+      samples[c.name]!.push(...got);
+      roundMedian[c.name] = summarize(got).median;
+    }
+    for (const n of names) pairedRatios[n]!.push(roundMedian.umh! / roundMedian[n]!);
+  }
+  return {
+    latency: Object.fromEntries(names.map((n) => [n, summarize(samples[n]!)])),
+    latencyRoundRatio: Object.fromEntries(names.map((n) => [n, summarize(pairedRatios[n]!).median])),
+  };
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -120,14 +152,18 @@ async function main(): Promise<number> {
         contenders.push(bunContender(runner));
       }
     }
+    let floorPath: string | null = null;
+    let musl: Built = { path: null, reason: "--no-c was given" };
     if (values["no-c"]) {
       skipped["C floor"] = "--no-c was given";
     } else {
       const floor = await buildCFloor(tempDir);
       if (floor.path === null) skipped["C floor"] = floor.reason;
-      else contenders.push(cFloorContender(floor.path, paths));
+      else contenders.push(cFloorContender(floorPath = floor.path, paths));
+      musl = await buildMuslReqrep(tempDir);
     }
-    for (const [name, reason] of Object.entries(skipped)) progress(`${name} column skipped: ${reason}`);
+    if (musl.path === null) skipped["musl reqrep"] = musl.reason;
+    for (const [name, reason] of Object.entries(skipped)) progress(`${name} skipped: ${reason}`);
 
     const info = machine(bunVersion);
     const names = contenders.map((c) => c.name);
@@ -136,17 +172,22 @@ async function main(): Promise<number> {
     for (const c of contenders) await c.latency(cfg.warmup);
 
     progress(`spawn latency: ${cfg.latencyRounds} interleaved rounds of ${cfg.latencyPerRound}`);
-    const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-    // umh's round median over each contender's in the same round: robust to load that drifts between rounds.
-    const pairedRatios: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-    for (let round = 0; round < cfg.latencyRounds; round++) {
-      const roundMedian: Record<string, number> = {};
-      for (const c of rotated(contenders, round)) {
-        const got = await c.latency(cfg.latencyPerRound);
-        samples[c.name]!.push(...got);
-        roundMedian[c.name] = summarize(got).median;
-      }
-      for (const n of names) pairedRatios[n]!.push(roundMedian.umh! / roundMedian[n]!);
+    const latency = await latencyRounds(contenders, cfg.latencyRounds, cfg.latencyPerRound);
+
+    let muslLatency: Results["muslLatency"];
+    if (musl.path !== null) {
+      progress(`spawn latency, reqrep linked against musl: ${cfg.latencyRounds} interleaved rounds`);
+      const muslBytes = await Deno.readFile(musl.path);
+      using muslBlob = loadBlob(muslBytes, { name: "reqrep" });
+      const muslPaths = { reqrep: musl.path, cat: paths.cat };
+      const muslContenders = [umhContender({ reqrep: muslBlob, cat }), denoContender(muslPaths)];
+      if (runner) muslContenders.push(bunContender(runner, musl.path));
+      if (floorPath !== null) muslContenders.push(cFloorContender(floorPath, muslPaths));
+      for (const c of muslContenders) await c.latency(cfg.warmup);
+      muslLatency = {
+        bytes: muslBytes.length,
+        ...await latencyRounds(muslContenders, cfg.latencyRounds, cfg.latencyPerRound),
+      };
     }
 
     progress("spawn rate, 1 and 8 in flight");
@@ -192,8 +233,9 @@ async function main(): Promise<number> {
       mode: values.quick ? "quick" : "full",
       contenders: names,
       skipped,
-      latency: Object.fromEntries(names.map((n) => [n, summarize(samples[n]!)])),
-      latencyRoundRatio: Object.fromEntries(names.map((n) => [n, median(pairedRatios[n]!)])),
+      latency: latency.latency,
+      latencyRoundRatio: latency.latencyRoundRatio,
+      muslLatency,
       rate: Object.fromEntries(
         names.filter((n) => rateRuns[n]![1].length > 0).map((n) => [n, {
           inFlight1: median(rateRuns[n]![1]),

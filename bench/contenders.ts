@@ -58,12 +58,15 @@ export function denoContender(paths: Helpers<string>): Contender {
   return new StartContender("Deno.Command", command(paths.reqrep), command(paths.cat));
 }
 
-/** Bun.spawn, run by a Bun process that bench/bun_runner.ts keeps up between rounds. */
-export function bunContender(runner: BunRunner): Contender {
+/**
+ * Bun.spawn, run by a Bun process that bench/bun_runner.ts keeps up between
+ * rounds. `reqrepPath` replaces the runner's reqrep for latency runs.
+ */
+export function bunContender(runner: BunRunner, reqrepPath?: string): Contender {
   return {
     name: "Bun.spawn",
     async latency(count: number): Promise<number[]> {
-      return (await runner.call({ op: "latency", count })).samples as number[];
+      return (await runner.call({ op: "latency", count, path: reqrepPath })).samples as number[];
     },
     async rate(count: number, inFlight: number): Promise<number> {
       return (await runner.call({ op: "rate", count, inFlight })).perSecond as number;
@@ -92,17 +95,39 @@ export function cFloorContender(binary: string, paths: Helpers<string>): Contend
   };
 }
 
-/** Compiles bench/c_floor.c into `dir` with the first C compiler found; the binary, or why there is none. */
-export async function buildCFloor(dir: string): Promise<{ path: string } | { path: null; reason: string }> {
-  const source = new URL("./c_floor.c", import.meta.url).pathname;
-  const path = `${dir}/c_floor`;
-  for (const cc of ["cc", "gcc", "clang"]) {
+/** A binary built at bench time, or why there is none. */
+export type Built = { path: string } | { path: null; reason: string };
+
+/** Builds `args` (ending in the output path) with the first of `compilers` that works. */
+async function build(compilers: string[], args: string[], path: string): Promise<Built | null> {
+  for (const cc of compilers) {
     try {
-      const { success } = await new Deno.Command(cc, { args: ["-O2", "-o", path, source], stderr: "null" }).output();
+      const { success } = await new Deno.Command(cc, { args: [...args, "-o", path], stderr: "null" }).output();
       if (success) return { path };
     } catch {
       // NotFound: try the next compiler.
     }
   }
-  return { path: null, reason: "no working C compiler (cc, gcc, clang) to build bench/c_floor.c" };
+  return null;
+}
+
+/** Compiles bench/c_floor.c into `dir` with the first C compiler found. */
+export async function buildCFloor(dir: string): Promise<Built> {
+  const source = new URL("./c_floor.c", import.meta.url).pathname;
+  return await build(["cc", "gcc", "clang"], ["-O2", source], `${dir}/c_floor`) ??
+    { path: null, reason: "no working C compiler (cc, gcc, clang) to build bench/c_floor.c" };
+}
+
+/**
+ * blobs/reqrep.c linked statically against musl instead of glibc. glibc's
+ * static start-up probes the CPU with cpuid, which traps to the hypervisor on
+ * a VM: about 0.8 ms of each round trip on our machines, the same for every
+ * contender, which hides the differences between their spawn paths. The musl
+ * build starts about as fast as a program with no libc at all.
+ */
+export async function buildMuslReqrep(dir: string): Promise<Built> {
+  const source = new URL("../blobs/reqrep.c", import.meta.url).pathname;
+  const flags = ["-std=c11", "-D_POSIX_C_SOURCE=200809L", "-O2", "-static", "-s", source];
+  return await build(["musl-gcc"], flags, `${dir}/reqrep-musl`) ??
+    { path: null, reason: "no musl-gcc (Debian: musl-tools) to build blobs/reqrep.c against musl" };
 }

@@ -16,6 +16,12 @@ export interface Results {
   readonly latency: ByContender<Summary>;
   /** Median over the interleaved rounds of umh's round median / this contender's round median. */
   readonly latencyRoundRatio: ByContender<number>;
+  /** The same latency rounds with reqrep linked against musl (bench/contenders.ts buildMuslReqrep), where built. */
+  readonly muslLatency?: {
+    readonly bytes: number;
+    readonly latency: ByContender<Summary>;
+    readonly latencyRoundRatio: ByContender<number>;
+  };
   readonly rate: ByContender<{ readonly inFlight1: number; readonly inFlight8: number }>;
   readonly pipe: ByContender<{ readonly bytes: number; readonly bytesPerSecond: number; readonly runs: number[] }>;
   readonly blobSize: { readonly unpadded: Summary; readonly padded: Summary; readonly paddedBytes: number };
@@ -49,27 +55,38 @@ function atLeast(name: string, value: number | null, limit: number, note?: strin
 
 /** The targets of issue 6, evaluated on `r`. */
 export function evaluate(r: Results): Target[] {
-  const lat = (name: string): number | undefined => r.latency[name]?.median;
   const pipe = (name: string): number | undefined => r.pipe[name]?.bytesPerSecond;
-  const paired = (name: string): string | undefined => {
-    const x = r.latencyRoundRatio[name];
-    return x === undefined ? undefined : `median of per-round ratios ${x.toFixed(2)}`;
-  };
   const s = r.scale;
   const threadsExtra = s.threadsWithManyLive - s.threadsWith1Live;
+  const latencyTargets = (
+    which: string,
+    latency: ByContender<Summary>,
+    roundRatio: ByContender<number>,
+  ): Target[] => {
+    const lat = (name: string): number | undefined => latency[name]?.median;
+    const paired = (name: string): string | undefined => {
+      const x = roundRatio[name];
+      return x === undefined ? undefined : `median of per-round ratios ${x.toFixed(2)}`;
+    };
+    return [
+      atMost(
+        `spawn latency${which} umh / Deno.Command (median)`,
+        ratio(lat("umh"), lat("Deno.Command")),
+        0.8,
+        paired("Deno.Command"),
+      ),
+      atMost(
+        `spawn latency${which} umh / Bun.spawn (median)`,
+        ratio(lat("umh"), lat("Bun.spawn")),
+        1.0,
+        r.skipped["Bun.spawn"] ?? paired("Bun.spawn"),
+      ),
+    ];
+  };
+  const musl = r.muslLatency;
   return [
-    atMost(
-      "spawn latency umh / Deno.Command (median)",
-      ratio(lat("umh"), lat("Deno.Command")),
-      0.8,
-      paired("Deno.Command"),
-    ),
-    atMost(
-      "spawn latency umh / Bun.spawn (median)",
-      ratio(lat("umh"), lat("Bun.spawn")),
-      1.0,
-      r.skipped["Bun.spawn"] ?? paired("Bun.spawn"),
-    ),
+    ...latencyTargets("", r.latency, r.latencyRoundRatio),
+    ...(musl ? latencyTargets(" (musl reqrep)", musl.latency, musl.latencyRoundRatio) : []),
     atLeast("pipe throughput umh / Deno.Command", ratio(pipe("umh"), pipe("Deno.Command")), 2.5),
     atLeast("pipe throughput umh / Bun.spawn", ratio(pipe("umh"), pipe("Bun.spawn")), 1.0, r.skipped["Bun.spawn"]),
     atMost("spawn latency 64 MiB-padded / unpadded", ratio(r.blobSize.padded.median, r.blobSize.unpadded.median), 1.1),
@@ -79,7 +96,13 @@ export function evaluate(r: Results): Target[] {
       limit: `<= ${THREAD_ALLOWANCE}`,
       pass: threadsExtra <= THREAD_ALLOWANCE,
     },
-    atMost(`owner RSS after ${s.spawns} spawns / after 100`, s.rssAfterAll / s.rssAfter100, 1.1),
+    atMost(
+      `owner RSS after ${s.spawns} spawns / after 100`,
+      s.rssAfterAll / s.rssAfter100,
+      1.1,
+      `anonymous RSS alone ${(s.rssAnonAfterAll / s.rssAnonAfter100).toFixed(2)}; ` +
+        `RSS after ${s.spawns} / after ${Math.min(1000, s.spawns)} ${(s.rssAfterAll / s.rssAfter1000).toFixed(2)}`,
+    ),
   ];
 }
 
@@ -103,6 +126,11 @@ export function formatReport(r: Results): string {
   lines.push(row("", names));
   lines.push(row("spawn+round trip+reap, median (µs)", names.map((n) => fixed(r.latency[n]?.median))));
   lines.push(row("spawn+round trip+reap, p90 (µs)", names.map((n) => fixed(r.latency[n]?.p90))));
+  const musl = r.muslLatency;
+  if (musl) {
+    lines.push(row("  the same, musl reqrep, median (µs)", names.map((n) => fixed(musl.latency[n]?.median))));
+    lines.push(row("  the same, musl reqrep, p90 (µs)", names.map((n) => fixed(musl.latency[n]?.p90))));
+  }
   lines.push(row("spawn rate, 1 in flight (/s)", names.map((n) => fixed(r.rate[n]?.inFlight1))));
   lines.push(row("spawn rate, 8 in flight (/s)", names.map((n) => fixed(r.rate[n]?.inFlight8))));
   const gib = (r.pipe[names[0]!]?.bytes ?? 0) / 2 ** 20;
@@ -137,7 +165,8 @@ export function formatReport(r: Results): string {
       (s.spawns > 1000
         ? ` (${fixed(((s.rssAfterAll - s.rssAfter1000) * 1024) / (s.spawns - 1000))} bytes per spawn after 1000)`
         : "") +
-      (s.gcAvailable ? ", each after a memory-reducing gc" : ", no gc available"),
+      `; anonymous ${fixed(s.rssAnonAfter100 / 1024, 1)} -> ${fixed(s.rssAnonAfterAll / 1024, 1)} MiB` +
+      (s.gcAvailable ? ", each after a memory-reducing gc and malloc_trim" : ", after malloc_trim (no gc available)"),
   );
   lines.push("");
   lines.push("targets (issue 6):");

@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import { blobFor } from "../blobs/mod.ts";
 import { forkUsermodeBlob, loadBlob, type UsermodeHelper } from "../lib/mod.ts";
-import { ownerStatus } from "./proc.ts";
+import { ownerStatus, trimMalloc } from "./proc.ts";
 import { summarize, type Summary } from "./stats.ts";
 import { drain, latencies, readAtLeast, REPLY_BYTES, REQUEST, spawnRate } from "./workloads.ts";
 
@@ -21,6 +21,10 @@ export interface ScaleResult {
   /** RSS after min(1000, spawns): the growth from here on is what a leak would add. */
   readonly rssAfter1000: number;
   readonly rssAfterAll: number;
+  /** The same three, anonymous memory only (RssAnon): without the executable's code pages. */
+  readonly rssAnonAfter100: number;
+  readonly rssAnonAfter1000: number;
+  readonly rssAnonAfterAll: number;
   readonly threadsBefore: number;
   readonly threadsAfter100: number;
   readonly threadsAfterAll: number;
@@ -39,13 +43,15 @@ const gc = (globalThis as { gc?: Gc }).gc;
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 
 /**
- * Threads and VmRSS (KiB) of this process, after V8's memory-reducing full GC
- * when --expose-gc gave us one: a plain gc() leaves the young generation at
- * whatever size the allocation rate grew it to (tens of MiB after a burst of
- * spawns), which is capacity, not a leak.
+ * Threads, VmRSS and RssAnon (KiB) of this process, after V8's
+ * memory-reducing full GC when --expose-gc gave us one (a plain gc() leaves
+ * the young generation at whatever size the allocation rate grew it to, tens
+ * of MiB after a burst of spawns) and after malloc_trim: capacity kept for
+ * later is not a leak.
  */
-function ownerStats(): { threads: number; rss: number } {
+function ownerStats(): { threads: number; rss: number; rssAnon: number } {
   gc?.({ type: "major", execution: "sync", flavor: "last-resort" });
+  trimMalloc();
   return ownerStatus();
 }
 
@@ -119,6 +125,9 @@ export async function measureScale(spawns: number, liveCount: number, samples: n
     rssAfter100: after100.rss,
     rssAfter1000: after1000.rss,
     rssAfterAll: afterAll.rss,
+    rssAnonAfter100: after100.rssAnon,
+    rssAnonAfter1000: after1000.rssAnon,
+    rssAnonAfterAll: afterAll.rssAnon,
     threadsBefore: before.threads,
     threadsAfter100: after100.threads,
     threadsAfterAll: afterAll.threads,
