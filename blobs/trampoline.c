@@ -24,12 +24,18 @@
  * - The child stack is an array in umh_spawn's own frame, as musl does it:
  *   CLONE_VFORK keeps this thread suspended while the child runs, so the
  *   frame cannot change under it; there is no allocation, nothing static, and
- *   two threads (Deno workers) may spawn at once. The child needs < 1 KiB.
+ *   two threads (Deno workers) may spawn at once. The child needs < 6 KiB
+ *   (4 KiB of it to read /proc/self/status).
  * - All signals stay blocked from before clone until just before exec. The
  *   child shares the owner's memory, so an owner handler running in it would
  *   corrupt the owner: the child resets every handler to SIG_DFL first (its
  *   handler table is its own copy: no CLONE_SIGHAND), then empties its mask
  *   last, right before exec. The parent restores its mask afterwards.
+ *   Which signals to reset comes from SigIgn and SigCgt in the child's own
+ *   /proc/self/status (3 syscalls and one sigaction per handled or ignored
+ *   signal, typically under a dozen, instead of 62 sigactions: ~50 µs less
+ *   of the owner's suspension on a VM where a syscall costs ~1 µs); where
+ *   /proc cannot be read, all 62 are reset as before.
  * - Order in the child: session/process group; stdio and a `#!` script's
  *   fd 3 (before rlimits, so a low RLIMIT_NOFILE cannot refuse them);
  *   rlimits (raising a hard limit needs privileges we may drop next);
@@ -57,6 +63,7 @@
 
 #if defined(__x86_64__)
 enum {
+  SYS_read = 0, SYS_close = 3, SYS_openat = 257,
   SYS_rt_sigaction = 13, SYS_rt_sigprocmask = 14, SYS_getpid = 39, SYS_clone = 56, SYS_execve = 59,
   SYS_wait4 = 61, SYS_fcntl = 72, SYS_chdir = 80, SYS_setpgid = 109, SYS_getppid = 110, SYS_setsid = 112,
   SYS_setgroups = 116, SYS_setresuid = 117, SYS_setresgid = 119, SYS_prctl = 157, SYS_exit_group = 231,
@@ -64,6 +71,7 @@ enum {
 };
 #elif defined(__aarch64__)
 enum {
+  SYS_read = 63, SYS_close = 57, SYS_openat = 56,
   SYS_rt_sigaction = 134, SYS_rt_sigprocmask = 135, SYS_getpid = 172, SYS_clone = 220, SYS_execve = 221,
   SYS_wait4 = 260, SYS_fcntl = 25, SYS_chdir = 49, SYS_setpgid = 154, SYS_getppid = 173, SYS_setsid = 157,
   SYS_setgroups = 159, SYS_setresuid = 147, SYS_setresgid = 149, SYS_prctl = 167, SYS_exit_group = 94,
@@ -84,6 +92,8 @@ enum {
 #define F_SETFD 2
 #define F_DUPFD_CLOEXEC 1030
 #define AT_EMPTY_PATH 0x1000
+#define AT_FDCWD -100
+#define O_RDONLY_CLOEXEC 02000000 /* O_RDONLY | O_CLOEXEC, the same on x86_64 and aarch64 */
 #define CLOSE_RANGE_CLOEXEC 4
 #define PR_SET_PDEATHSIG 1
 #define PR_GET_DUMPABLE 3
@@ -262,6 +272,52 @@ static int move_up(struct umh_spawn_req *req, int fd) {
   return (int)r;
 }
 
+/* Parses the 16 hex digits after `key` (e.g. "\nSigCgt:\t") in text[0..len); 0 when absent or malformed. */
+static int hex_field(const char *text, long len, const char *key, uint64_t *out) {
+  long key_len = 0;
+  while (key[key_len]) key_len++;
+  for (long i = 0; i + key_len + 16 <= len; i++) {
+    long k = 0;
+    while (k < key_len && text[i + k] == key[k]) k++;
+    if (k < key_len) continue;
+    uint64_t value = 0;
+    for (long j = i + key_len; j < i + key_len + 16; j++) {
+      char c = text[j];
+      int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (digit < 0) return 0;
+      value = value << 4 | (uint64_t)digit;
+    }
+    *out = value;
+    return 1;
+  }
+  return 0;
+}
+
+/*
+ * Child only: the signals (bit sig-1) whose disposition is not SIG_DFL, from
+ * SigIgn | SigCgt of the child's own /proc/self/status (its handler table is
+ * the copy made by clone); every signal when that cannot be read.
+ */
+static uint64_t non_default_signals(void) {
+  char text[4096];
+  long len = 0;
+  long fd = sys4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY_CLOEXEC, 0);
+  if (fd < 0) return ~(uint64_t)0;
+  for (;;) {
+    long n = sys3(SYS_read, fd, text + len, sizeof text - (unsigned long)len);
+    if (n == -EINTR) continue;
+    if (n <= 0) break;
+    len += n;
+    if (len == (long)sizeof text) break;
+  }
+  sys1(SYS_close, fd);
+  uint64_t ignored, caught;
+  if (!hex_field(text, len, "\nSigIgn:\t", &ignored) || !hex_field(text, len, "\nSigCgt:\t", &caught)) {
+    return ~(uint64_t)0;
+  }
+  return ignored | caught;
+}
+
 /* Child only: runs on the array in umh_spawn's frame until exec. Never returns. */
 __attribute__((noinline, used)) static void child_main(struct child_ctx *ctx) {
   struct umh_spawn_req *req = ctx->req;
@@ -269,8 +325,10 @@ __attribute__((noinline, used)) static void child_main(struct child_ctx *ctx) {
   const uint64_t no_signals = 0;
   const uint64_t sig_dfl[4] = {0, 0, 0, 0}; /* struct sigaction: SIG_DFL, no flags, empty mask */
 
+  const uint64_t reset = non_default_signals();
   for (int sig = 1; sig <= 64; sig++) {
-    if (sig != SIGKILL && sig != SIGSTOP) CHECK(sys4(SYS_rt_sigaction, sig, sig_dfl, 0, 8), UMH_STEP_SIGACTION, sig);
+    if (sig == SIGKILL || sig == SIGSTOP || !(reset >> (sig - 1) & 1)) continue;
+    CHECK(sys4(SYS_rt_sigaction, sig, sig_dfl, 0, 8), UMH_STEP_SIGACTION, sig);
   }
   if (flags & UMH_SETSID) CHECK(sys0(SYS_setsid), UMH_STEP_SETSID, 0);
   if (flags & UMH_SETPGID) CHECK(sys2(SYS_setpgid, 0, req->pgid), UMH_STEP_SETPGID, req->pgid);
