@@ -9,19 +9,11 @@
 // cache, DENO_DIR) stays outside.
 
 import assert from "node:assert/strict";
+import { whyNoStrace } from "./test_util.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const noStrace = whyNoStrace();
 if (noStrace) console.log(`no_disk_test: skipping the traced load-and-spawn test: ${noStrace}`);
-
-function whyNoStrace(): string | null {
-  try {
-    const probe = new Deno.Command("strace", { args: ["-f", "-qq", "-o", "/dev/null", "true"], stderr: "null" });
-    return probe.outputSync().success ? null : "strace cannot trace here (ptrace not permitted?)";
-  } catch {
-    return "strace not found";
-  }
-}
 
 const CHILD = `
 import { BlobCommand, encodeFrame, forkUsermodeBlob, FrameReader, loadBlob } from "${new URL("lib/mod.ts", ROOT)}";

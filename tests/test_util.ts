@@ -184,6 +184,16 @@ export function hasCommand(name: string): boolean {
   return false;
 }
 
+/** Why `strace -f` cannot trace here (not installed, or ptrace refused), or null when it can. */
+export function whyNoStrace(): string | null {
+  try {
+    const probe = new Deno.Command("strace", { args: ["-f", "-qq", "-o", "/dev/null", "true"], stderr: "null" });
+    return probe.outputSync().success ? null : "strace cannot trace here (ptrace not permitted?)";
+  } catch {
+    return "strace not found";
+  }
+}
+
 /** `text` as bytes. */
 export function bytes(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(text);
