@@ -9,7 +9,7 @@
 // cache, DENO_DIR) stays outside.
 
 import assert from "node:assert/strict";
-import { whyNoStrace } from "./test_util.ts";
+import { straceDeno, whyNoStrace } from "./test_util.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const noStrace = whyNoStrace();
@@ -121,63 +121,41 @@ Deno.test({
   name: "loadBlob() and spawn create, write, rename or unlink no file on any filesystem (strace -f)",
   ignore: noStrace !== null,
   async fn(): Promise<void> {
-    const dir = await Deno.makeTempDir({ prefix: "umh-no-disk-" });
-    try {
-      const child = `${dir}/child.mjs`;
-      const trace = `${dir}/trace.txt`;
-      await Deno.writeTextFile(child, CHILD);
-      // DENO_DIR: an existing, private cache, so Deno's own writes stay in the temp dir (and outside the window).
-      await Deno.mkdir(`${dir}/deno_dir`);
-      const out = await new Deno.Command("strace", {
-        args: [
-          "-f",
-          "-qq",
-          "-e",
-          "trace=%file,unlink,unlinkat,rename,renameat,renameat2,memfd_create,execve,execveat,openat,open,creat",
-          "-o",
-          trace,
-          Deno.execPath(),
-          "run",
-          "-A",
-          child,
-          new URL(`blobs/reqrep.${Deno.build.arch}`, ROOT).pathname,
-          new URL(`blobs/cat.${Deno.build.arch}`, ROOT).pathname,
-        ],
-        env: { DENO_DIR: `${dir}/deno_dir`, NO_COLOR: "1" },
-        stdin: "null",
-      }).output();
-      const stderr = new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 0, stderr);
-      assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), ["hello", 0, 0, 0, "script ran", 0]);
+    const { code, stdout, stderr, trace, denoDir } = await straceDeno(
+      CHILD,
+      "%file,unlink,unlinkat,rename,renameat,renameat2,memfd_create,execve,execveat,openat,open,creat",
+      [
+        new URL(`blobs/reqrep.${Deno.build.arch}`, ROOT).pathname,
+        new URL(`blobs/cat.${Deno.build.arch}`, ROOT).pathname,
+      ],
+    );
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(JSON.parse(stdout), ["hello", 0, 0, 0, "script ran", 0]);
 
-      // Deno's own cache threads may write under DENO_DIR at any moment; that is Deno, not umh.
-      const denoDir = `${dir}/deno_dir/`;
-      const calls = window(await Deno.readTextFile(trace));
-      // The trampoline execs the memfd itself: execveat(fd, "", ..., AT_EMPTY_PATH).
-      const memfdFds = new Set(
-        calls.filter((call) => call.name === "memfd_create").map((call) => /= (\d+)$/.exec(call.line)?.[1]),
-      );
-      const offending = calls.filter((call) => {
-        if (firstString(call.args).startsWith(denoDir)) return false;
-        if (MUTATING.has(call.name)) return true;
-        if (OPENS.has(call.name)) {
-          return WRITE_FLAGS.test(call.args) && !ALLOWED_WRITE_OPENS.has(firstString(call.args));
-        }
-        if (call.name === "execveat") return !execOfMemfd(call, memfdFds);
-        if (call.name === "execve") return !EXEC_PATH.test(firstString(call.args));
-        return false;
-      });
-      assert.deepEqual(offending.map((call) => call.line), [], "no syscall in the window touched a filesystem");
+    // Deno's own cache threads may write under DENO_DIR at any moment; that is Deno, not umh.
+    const calls = window(trace);
+    // The trampoline execs the memfd itself: execveat(fd, "", ..., AT_EMPTY_PATH).
+    const memfdFds = new Set(
+      calls.filter((call) => call.name === "memfd_create").map((call) => /= (\d+)$/.exec(call.line)?.[1]),
+    );
+    const offending = calls.filter((call) => {
+      if (firstString(call.args).startsWith(denoDir)) return false;
+      if (MUTATING.has(call.name)) return true;
+      if (OPENS.has(call.name)) {
+        return WRITE_FLAGS.test(call.args) && !ALLOWED_WRITE_OPENS.has(firstString(call.args));
+      }
+      if (call.name === "execveat") return !execOfMemfd(call, memfdFds);
+      if (call.name === "execve") return !EXEC_PATH.test(firstString(call.args));
+      return false;
+    });
+    assert.deepEqual(offending.map((call) => call.line), [], "no syscall in the window touched a filesystem");
 
-      // And the window is not empty: it holds the memfds and the execs of them.
-      // (The spawn trampoline's own memfd may be made here too, on first use.)
-      const memfds = calls.filter((call) => call.name === "memfd_create" && !call.args.startsWith('"umh-trampoline"'));
-      assert.equal(memfds.length, 3, calls.map((call) => call.line).join("\n"));
-      assert.ok(memfds.some((call) => call.args.startsWith('"umh-no-disk"')));
-      const execs = calls.filter((call) => call.name === "execve" || call.name === "execveat");
-      assert.equal(execs.length, 3, calls.map((call) => call.line).join("\n"));
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    // And the window is not empty: it holds the memfds and the execs of them.
+    // (The spawn trampoline's own memfd may be made here too, on first use.)
+    const memfds = calls.filter((call) => call.name === "memfd_create" && !call.args.startsWith('"umh-trampoline"'));
+    assert.equal(memfds.length, 3, calls.map((call) => call.line).join("\n"));
+    assert.ok(memfds.some((call) => call.args.startsWith('"umh-no-disk"')));
+    const execs = calls.filter((call) => call.name === "execve" || call.name === "execveat");
+    assert.equal(execs.length, 3, calls.map((call) => call.line).join("\n"));
   },
 });

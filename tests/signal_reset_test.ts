@@ -4,7 +4,7 @@
 // would pass every behavioural test and only cost time.
 
 import assert from "node:assert/strict";
-import { ROOT, whyNoStrace } from "./test_util.ts";
+import { ROOT, straceDeno, whyNoStrace } from "./test_util.ts";
 
 const noStrace = whyNoStrace();
 if (noStrace) console.log(`signal_reset_test: skipping the traced test: ${noStrace}`);
@@ -28,54 +28,31 @@ Deno.test({
   name: "the spawn trampoline resets only the signals the owner handles or ignores (strace -f)",
   ignore: noStrace !== null,
   async fn(): Promise<void> {
-    const dir = await Deno.makeTempDir({ prefix: "umh-signal-reset-" });
-    try {
-      const child = `${dir}/child.mjs`;
-      const trace = `${dir}/trace.txt`;
-      await Deno.writeTextFile(child, CHILD);
-      const out = await new Deno.Command("strace", {
-        args: [
-          "-f",
-          "-qq",
-          "-e",
-          "trace=rt_sigaction,openat,execve,execveat",
-          "-o",
-          trace,
-          Deno.execPath(),
-          "run",
-          "-A",
-          child,
-        ],
-        env: { NO_COLOR: "1" },
-        stdin: "null",
-      }).output();
-      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-      const { pid, code, mask } = JSON.parse(new TextDecoder().decode(out.stdout));
-      assert.equal(code, 0);
+    const traced = await straceDeno(CHILD, "rt_sigaction,openat,execve,execveat");
+    assert.equal(traced.code, 0, traced.stderr);
+    const { pid, code, mask } = JSON.parse(traced.stdout);
+    assert.equal(code, 0);
 
-      const expected: number[] = [];
-      for (let sig = 1; sig <= 64; sig++) {
-        if (sig !== SIGKILL && sig !== SIGSTOP && (BigInt(mask) >> BigInt(sig - 1) & 1n) === 1n) expected.push(sig);
-      }
-      // SIGPIPE (Deno ignores it), SIGUSR2 (ours) and Deno's own handlers at least.
-      assert.ok(expected.includes(13) && expected.includes(12), `owner mask ${BigInt(mask).toString(16)}`);
+    const expected: number[] = [];
+    for (let sig = 1; sig <= 64; sig++) {
+      if (sig !== SIGKILL && sig !== SIGSTOP && (BigInt(mask) >> BigInt(sig - 1) & 1n) === 1n) expected.push(sig);
+    }
+    // SIGPIPE (Deno ignores it), SIGUSR2 (ours) and Deno's own handlers at least.
+    assert.ok(expected.includes(13) && expected.includes(12), `owner mask ${BigInt(mask).toString(16)}`);
 
-      // The helper's calls up to its exec: what the trampoline's child did.
-      const lines = (await Deno.readTextFile(trace)).split("\n").filter((line) => line.startsWith(`${pid} `));
-      const exec = lines.findIndex((line) => / execve(at)?\(/.test(line));
-      assert.ok(exec >= 0, lines.join("\n"));
-      const beforeExec = lines.slice(0, exec);
-      assert.ok(beforeExec.some((line) => line.includes('"/proc/self/status"')), beforeExec.join("\n"));
-      const resets = beforeExec.filter((line) => / rt_sigaction\(.*SIG_DFL/.test(line));
-      assert.equal(resets.length, expected.length, `expected signals ${expected.join(",")}:\n${resets.join("\n")}`);
-      for (const name of ["SIGPIPE", "SIGUSR2"]) {
-        assert.ok(
-          resets.some((line) => line.includes(`rt_sigaction(${name},`)),
-          `${name} reset:\n${resets.join("\n")}`,
-        );
-      }
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+    // The helper's calls up to its exec: what the trampoline's child did.
+    const lines = traced.trace.split("\n").filter((line) => line.startsWith(`${pid} `));
+    const exec = lines.findIndex((line) => / execve(at)?\(/.test(line));
+    assert.ok(exec >= 0, lines.join("\n"));
+    const beforeExec = lines.slice(0, exec);
+    assert.ok(beforeExec.some((line) => line.includes('"/proc/self/status"')), beforeExec.join("\n"));
+    const resets = beforeExec.filter((line) => / rt_sigaction\(.*SIG_DFL/.test(line));
+    assert.equal(resets.length, expected.length, `expected signals ${expected.join(",")}:\n${resets.join("\n")}`);
+    for (const name of ["SIGPIPE", "SIGUSR2"]) {
+      assert.ok(
+        resets.some((line) => line.includes(`rt_sigaction(${name},`)),
+        `${name} reset:\n${resets.join("\n")}`,
+      );
     }
   },
 });

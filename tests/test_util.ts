@@ -194,6 +194,46 @@ export function whyNoStrace(): string | null {
   }
 }
 
+/** What {@linkcode straceDeno} saw: the program's exit code and output, and the trace. */
+export interface Traced {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly trace: string;
+  /** The private DENO_DIR the program ran with (gone by now): its paths are Deno's cache, not the program's. */
+  readonly denoDir: string;
+}
+
+/**
+ * Runs `source` as a Deno program (`deno run -A`, `args` after it) under
+ * `strace -f -qq -e trace=<syscalls>`, with a private, empty DENO_DIR so
+ * Deno's own cache writes are recognisable, in a temp dir removed afterwards.
+ */
+export async function straceDeno(source: string, syscalls: string, args: string[] = []): Promise<Traced> {
+  const dir = await Deno.makeTempDir({ prefix: "umh-strace-" });
+  try {
+    const child = `${dir}/child.mjs`;
+    const trace = `${dir}/trace.txt`;
+    const denoDir = `${dir}/deno_dir`;
+    await Deno.writeTextFile(child, source);
+    await Deno.mkdir(denoDir);
+    const out = await new Deno.Command("strace", {
+      args: ["-f", "-qq", "-e", `trace=${syscalls}`, "-o", trace, Deno.execPath(), "run", "-A", child, ...args],
+      env: { DENO_DIR: denoDir, NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+      trace: await Deno.readTextFile(trace),
+      denoDir: `${denoDir}/`,
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** `text` as bytes. */
 export function bytes(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(text);
