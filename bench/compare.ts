@@ -29,7 +29,7 @@ import {
 } from "./contenders.ts";
 import { loadAverage, machine } from "./proc.ts";
 import { evaluate, formatReport, type Results } from "./report.ts";
-import { runScale } from "./scale.ts";
+import { runDenoCommandGrowth, runScale } from "./scale.ts";
 import { summarize } from "./stats.ts";
 import { latencies } from "./workloads.ts";
 
@@ -225,6 +225,8 @@ async function main(): Promise<number> {
 
     progress(`scale: ${cfg.scaleSpawns} spawns, then ${cfg.scaleLive} live helpers (in a fresh Deno process)`);
     const scale = await runScale(cfg.scaleSpawns, cfg.scaleLive);
+    progress(`scale: Deno.Command's RSS over the same ${cfg.scaleSpawns} spawns (in a fresh Deno process)`);
+    const denoCommandGrowth = await runDenoCommandGrowth(paths.reqrep, cfg.scaleSpawns);
 
     info.loadAfter = loadAverage();
     const median = (xs: number[]): number => summarize(xs).median;
@@ -253,6 +255,7 @@ async function main(): Promise<number> {
         paddedBytes: PADDED_BYTES,
       },
       scale,
+      denoCommandGrowth,
     };
     results.targets = evaluate(results);
     await Deno.writeTextFile(values.json, JSON.stringify(results, null, 2) + "\n");

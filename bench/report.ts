@@ -1,7 +1,7 @@
 // The results of one bench/compare.ts run: their JSON shape, the targets of
 // issue 6 checked against them, and the printed table.
 
-import type { ScaleResult } from "./scale.ts";
+import type { Growth, ScaleResult } from "./scale.ts";
 import type { Summary } from "./stats.ts";
 
 /** Per-contender numbers, keyed by contender name (`umh`, `Deno.Command`, `Bun.spawn`). */
@@ -26,6 +26,8 @@ export interface Results {
   readonly pipe: ByContender<{ readonly bytes: number; readonly bytesPerSecond: number; readonly runs: number[] }>;
   readonly blobSize: { readonly unpadded: Summary; readonly padded: Summary; readonly paddedBytes: number };
   readonly scale: ScaleResult;
+  /** Deno.Command's RSS over the same spawns, in a process of its own: the runtime's growth. */
+  readonly denoCommandGrowth?: Growth;
   targets?: Target[];
 }
 
@@ -57,6 +59,7 @@ function atLeast(name: string, value: number | null, limit: number, note?: strin
 export function evaluate(r: Results): Target[] {
   const pipe = (name: string): number | undefined => r.pipe[name]?.bytesPerSecond;
   const s = r.scale;
+  const d = r.denoCommandGrowth;
   const threadsExtra = s.threadsWithManyLive - s.threadsWith1Live;
   const latencyTargets = (
     which: string,
@@ -101,7 +104,8 @@ export function evaluate(r: Results): Target[] {
       s.rssAfterAll / s.rssAfter100,
       1.1,
       `anonymous RSS alone ${(s.rssAnonAfterAll / s.rssAnonAfter100).toFixed(2)}; ` +
-        `RSS after ${s.spawns} / after ${Math.min(1000, s.spawns)} ${(s.rssAfterAll / s.rssAfter1000).toFixed(2)}`,
+        `RSS after ${s.spawns} / after ${Math.min(1000, s.spawns)} ${(s.rssAfterAll / s.rssAfter1000).toFixed(2)}` +
+        (d ? `; Deno.Command over the same spawns ${(d.rssAfterAll / d.rssAfter100).toFixed(2)}` : ""),
     ),
   ];
 }
@@ -109,6 +113,18 @@ export function evaluate(r: Results): Target[] {
 const pad = (text: string, width: number): string => text.padStart(width);
 const fixed = (x: number | undefined, digits = 0): string =>
   x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(digits);
+
+/** RSS along a run of spawns, as one clause of the report. */
+function growthText(g: Growth): string {
+  return `RSS ${fixed(g.rssAfter100 / 1024, 1)} MiB after 100, ` +
+    (g.spawns > 1000 ? `${fixed(g.rssAfter1000 / 1024, 1)} MiB after 1000, ` : "") +
+    `${fixed(g.rssAfterAll / 1024, 1)} MiB after ${g.spawns}` +
+    (g.spawns > 1000
+      ? ` (${fixed(((g.rssAfterAll - g.rssAfter1000) * 1024) / (g.spawns - 1000))} bytes per spawn after 1000)`
+      : "") +
+    `; anonymous ${fixed(g.rssAnonAfter100 / 1024, 1)} -> ${fixed(g.rssAnonAfterAll / 1024, 1)} MiB` +
+    (g.gcAvailable ? ", each after a memory-reducing gc and malloc_trim" : ", after malloc_trim (no gc available)");
+}
 
 /** The human-readable report; its last lines are the targets, one per line, marked PASS, FAIL or SKIP. */
 export function formatReport(r: Results): string {
@@ -159,15 +175,10 @@ export function formatReport(r: Results): string {
   lines.push(
     `umh owner: threads ${s.threadsBefore} at start, ${s.threadsAfter100} after 100 spawns, ` +
       `${s.threadsAfterAll} after ${s.spawns}; ${s.threadsWith1Live} with 1 live, ${s.threadsWithManyLive} with ${s.live} live; ` +
-      `RSS ${fixed(s.rssAfter100 / 1024, 1)} MiB after 100, ` +
-      (s.spawns > 1000 ? `${fixed(s.rssAfter1000 / 1024, 1)} MiB after 1000, ` : "") +
-      `${fixed(s.rssAfterAll / 1024, 1)} MiB after ${s.spawns}` +
-      (s.spawns > 1000
-        ? ` (${fixed(((s.rssAfterAll - s.rssAfter1000) * 1024) / (s.spawns - 1000))} bytes per spawn after 1000)`
-        : "") +
-      `; anonymous ${fixed(s.rssAnonAfter100 / 1024, 1)} -> ${fixed(s.rssAnonAfterAll / 1024, 1)} MiB` +
-      (s.gcAvailable ? ", each after a memory-reducing gc and malloc_trim" : ", after malloc_trim (no gc available)"),
+      growthText(s),
   );
+  const d = r.denoCommandGrowth;
+  if (d) lines.push(`Deno.Command owner, the same spawns in a process of its own: ${growthText(d)}`);
   lines.push("");
   lines.push("targets (issue 6):");
   for (const t of r.targets ?? evaluate(r)) {

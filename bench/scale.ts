@@ -5,16 +5,20 @@
 // JSON object on stdout.
 //
 //   deno run --allow-ffi --allow-read --v8-flags=--expose-gc bench/scale.ts [--spawns N] [--live N]
+//
+// With --deno-command PATH (and --allow-run=PATH) it measures only the RSS
+// growth, of Deno.Command starting PATH in the same pattern: the runtime's own
+// growth over the same spawns, beside which umh's is read.
 
 import { parseArgs } from "node:util";
 import { blobFor } from "../blobs/mod.ts";
 import { forkUsermodeBlob, loadBlob, type UsermodeHelper } from "../lib/mod.ts";
 import { ownerStatus, trimMalloc } from "./proc.ts";
 import { summarize, type Summary } from "./stats.ts";
-import { drain, latencies, readAtLeast, REPLY_BYTES, REQUEST, spawnRate } from "./workloads.ts";
+import { drain, latencies, readAtLeast, REPLY_BYTES, REQUEST, spawnRate, type Start } from "./workloads.ts";
 
-/** What the scale run measured. Memory in KiB, latencies in µs. */
-export interface ScaleResult {
+/** RSS of the owner (KiB) along a run of spawns. */
+export interface Growth {
   readonly gcAvailable: boolean;
   readonly spawns: number;
   readonly rssAfter100: number;
@@ -25,6 +29,10 @@ export interface ScaleResult {
   readonly rssAnonAfter100: number;
   readonly rssAnonAfter1000: number;
   readonly rssAnonAfterAll: number;
+}
+
+/** What the scale run measured. Memory in KiB, latencies in µs. */
+export interface ScaleResult extends Growth {
   readonly threadsBefore: number;
   readonly threadsAfter100: number;
   readonly threadsAfterAll: number;
@@ -42,6 +50,12 @@ type Gc = (options?: { type: "major"; execution: "sync"; flavor: "last-resort" }
 const gc = (globalThis as { gc?: Gc }).gc;
 const BENCH_DIR = new URL(".", import.meta.url).pathname;
 
+interface OwnerStats {
+  readonly threads: number;
+  readonly rss: number;
+  readonly rssAnon: number;
+}
+
 /**
  * Threads, VmRSS and RssAnon (KiB) of this process, after V8's
  * memory-reducing full GC when --expose-gc gave us one (a plain gc() leaves
@@ -49,7 +63,7 @@ const BENCH_DIR = new URL(".", import.meta.url).pathname;
  * of MiB after a burst of spawns) and after malloc_trim: capacity kept for
  * later is not a leak.
  */
-function ownerStats(): { threads: number; rss: number; rssAnon: number } {
+function ownerStats(): OwnerStats {
   gc?.({ type: "major", execution: "sync", flavor: "last-resort" });
   trimMalloc();
   return ownerStatus();
@@ -88,11 +102,11 @@ async function requests(live: Live, count: number): Promise<number[]> {
   return samples;
 }
 
-/** Runs the scale measurements in this process. */
-export async function measureScale(spawns: number, liveCount: number, samples: number): Promise<ScaleResult> {
-  const blob = loadBlob(blobFor("reqrep"), { name: "reqrep" });
-  const start = (): UsermodeHelper => forkUsermodeBlob(blob);
-  const before = ownerStats();
+/** 100 spawns one at a time, then up to 1000 and up to `spawns` four at a time; stats after each leg. */
+async function growth(
+  start: Start,
+  spawns: number,
+): Promise<{ growth: Growth; after100: OwnerStats; afterAll: OwnerStats }> {
   await latencies(start, 100);
   const after100 = ownerStats();
   const middle = Math.min(1000, spawns);
@@ -100,6 +114,28 @@ export async function measureScale(spawns: number, liveCount: number, samples: n
   const after1000 = ownerStats();
   await spawnRate(start, spawns - middle, 4);
   const afterAll = ownerStats();
+  return {
+    growth: {
+      gcAvailable: gc !== undefined,
+      spawns,
+      rssAfter100: after100.rss,
+      rssAfter1000: after1000.rss,
+      rssAfterAll: afterAll.rss,
+      rssAnonAfter100: after100.rssAnon,
+      rssAnonAfter1000: after1000.rssAnon,
+      rssAnonAfterAll: afterAll.rssAnon,
+    },
+    after100,
+    afterAll,
+  };
+}
+
+/** Runs the scale measurements in this process. */
+export async function measureScale(spawns: number, liveCount: number, samples: number): Promise<ScaleResult> {
+  const blob = loadBlob(blobFor("reqrep"), { name: "reqrep" });
+  const start = (): UsermodeHelper => forkUsermodeBlob(blob);
+  const before = ownerStats();
+  const { growth: grown, after100, afterAll } = await growth(start, spawns);
 
   const keep = await startLive(start);
   const with1 = ownerStats();
@@ -120,14 +156,7 @@ export async function measureScale(spawns: number, liveCount: number, samples: n
   blob.close();
 
   return {
-    gcAvailable: gc !== undefined,
-    spawns,
-    rssAfter100: after100.rss,
-    rssAfter1000: after1000.rss,
-    rssAfterAll: afterAll.rss,
-    rssAnonAfter100: after100.rssAnon,
-    rssAnonAfter1000: after1000.rssAnon,
-    rssAnonAfterAll: afterAll.rssAnon,
+    ...grown,
     threadsBefore: before.threads,
     threadsAfter100: after100.threads,
     threadsAfterAll: afterAll.threads,
@@ -142,34 +171,59 @@ export async function measureScale(spawns: number, liveCount: number, samples: n
   };
 }
 
-/** Runs this file in a fresh Deno process with --expose-gc and returns what it measured. */
-export async function runScale(spawns: number, live: number): Promise<ScaleResult> {
+/** The RSS growth of Deno.Command starting `path` (stdin and stdout piped), in the same pattern as umh's. */
+export async function measureDenoCommandGrowth(path: string, spawns: number): Promise<Growth> {
+  const start = (): Deno.ChildProcess =>
+    new Deno.Command(path, { stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
+  ownerStats();
+  return (await growth(start, spawns)).growth;
+}
+
+/** Runs this file in a fresh Deno process with --expose-gc and returns the JSON it printed. */
+async function runFresh<T>(permissions: string[], args: string[]): Promise<T> {
   const { success, stdout } = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--allow-ffi",
-      "--allow-read",
+      ...permissions,
       "--v8-flags=--expose-gc",
       "--config",
       `${BENCH_DIR}../deno.json`,
       `${BENCH_DIR}scale.ts`,
-      "--spawns",
-      String(spawns),
-      "--live",
-      String(live),
+      ...args,
     ],
     stdout: "piped",
     stderr: "inherit",
   }).output();
-  if (!success) throw new Error("bench/scale.ts failed");
+  if (!success) throw new Error(`bench/scale.ts ${args.join(" ")} failed`);
   return JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").at(-1)!);
+}
+
+/** The scale measurements of umh, in a fresh process. */
+export function runScale(spawns: number, live: number): Promise<ScaleResult> {
+  return runFresh(["--allow-ffi", "--allow-read"], ["--spawns", String(spawns), "--live", String(live)]);
+}
+
+/** Deno.Command's RSS growth over the same spawns of `path`, in a fresh process. */
+export function runDenoCommandGrowth(path: string, spawns: number): Promise<Growth> {
+  return runFresh(
+    ["--allow-ffi", "--allow-read", `--allow-run=${path}`],
+    ["--spawns", String(spawns), "--deno-command", path],
+  );
 }
 
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { spawns: { type: "string", default: "10000" }, live: { type: "string", default: "500" } },
+    options: {
+      spawns: { type: "string", default: "10000" },
+      live: { type: "string", default: "500" },
+      "deno-command": { type: "string" },
+    },
   });
-  const result = await measureScale(Number(values.spawns), Number(values.live), 50);
+  const spawns = Number(values.spawns);
+  const path = values["deno-command"];
+  const result = path === undefined
+    ? await measureScale(spawns, Number(values.live), 50)
+    : await measureDenoCommandGrowth(path, spawns);
   console.log(JSON.stringify(result));
 }
