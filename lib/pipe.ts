@@ -95,7 +95,10 @@ export class PipeEnd {
         this.#onEof?.();
         return null;
       }
-      if (n === target.length) this.#grow();
+      // A read that filled its buffer, or took a default pipe's whole 64 KiB
+      // (a BYOB reader's buffer is usually larger than the pipe), means the
+      // helper writes in bulk.
+      if (n === target.length || n >= FIRST_READ_SIZE) this.#grow();
       if (into) return into.subarray(0, n);
       if (target === SHARED_SCRATCH) {
         // A quarter of the buffer or more at once: data is flowing, so read
