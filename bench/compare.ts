@@ -110,6 +110,32 @@ async function latencyRounds(
   };
 }
 
+type PipeRun = (c: Contender) => ((bytes: number, chunkBytes: number) => Promise<number>) | undefined;
+
+/**
+ * Pipe throughput of every contender `run` gives a way to measure: one
+ * warm-up (the first run of each pays for growing its heaps), then `runs`
+ * interleaved runs of `bytes`.
+ */
+async function pipeRounds(
+  contenders: Contender[],
+  run: PipeRun,
+  runs: number,
+  bytes: number,
+): Promise<Results["pipe"]> {
+  const measured = contenders.filter((c) => run(c) !== undefined);
+  for (const c of measured) await run(c)!(Math.min(bytes, PIPE_WARMUP_BYTES), PIPE_CHUNK);
+  const samples: Record<string, number[]> = Object.fromEntries(measured.map((c) => [c.name, []]));
+  for (let round = 0; round < runs; round++) {
+    for (const c of rotated(measured, round)) samples[c.name]!.push(await run(c)!(bytes, PIPE_CHUNK));
+  }
+  return Object.fromEntries(measured.map((c) => [c.name, {
+    bytes,
+    bytesPerSecond: summarize(samples[c.name]!).median,
+    runs: samples[c.name]!,
+  }]));
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -203,12 +229,10 @@ async function main(): Promise<number> {
     }
 
     progress(`pipe throughput: ${cfg.pipeRuns} x ${cfg.pipeBytes / 2 ** 20} MiB through cat each, after a warm-up`);
-    // The first run of each pays for growing its heaps (page faults): not what is measured.
-    for (const c of contenders) await c.pipe(Math.min(cfg.pipeBytes, PIPE_WARMUP_BYTES), PIPE_CHUNK);
-    const pipeRuns: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
-    for (let run = 0; run < cfg.pipeRuns; run++) {
-      for (const c of rotated(contenders, run)) pipeRuns[c.name]!.push(await c.pipe(cfg.pipeBytes, PIPE_CHUNK));
-    }
+    const pipe = await pipeRounds(contenders, (c) => c.pipe.bind(c), cfg.pipeRuns, cfg.pipeBytes);
+    progress(`pipe throughput with a BYOB reader (one ${PIPE_CHUNK / 2 ** 20} MiB buffer), where stdout supports it`);
+    const pipeByob = await pipeRounds(contenders, (c) => c.pipeByob?.bind(c), cfg.pipeRuns, cfg.pipeBytes);
+    if (runner) skipped["Bun.spawn BYOB"] = "Bun's stdout is not a byte stream: no BYOB reader";
 
     progress(`blob size: reqrep unpadded and padded to ${PADDED_BYTES / 2 ** 20} MiB`);
     const padded = new Uint8Array(PADDED_BYTES);
@@ -244,11 +268,8 @@ async function main(): Promise<number> {
           inFlight8: median(rateRuns[n]![8]),
         }]),
       ),
-      pipe: Object.fromEntries(names.map((n) => [n, {
-        bytes: cfg.pipeBytes,
-        bytesPerSecond: median(pipeRuns[n]!),
-        runs: pipeRuns[n]!,
-      }])),
+      pipe,
+      pipeByob,
       blobSize: {
         unpadded: summarize(blobSamples.unpadded!),
         padded: summarize(blobSamples.padded!),

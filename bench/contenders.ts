@@ -14,6 +14,8 @@ export interface Contender {
   rate?(count: number, inFlight: number): Promise<number>;
   /** Bytes per second through the cat helper. */
   pipe(bytes: number, chunkBytes: number): Promise<number>;
+  /** The same with a BYOB reader; absent where stdout is not a byte stream (Bun) or for the C floor. */
+  pipeByob?(bytes: number, chunkBytes: number): Promise<number>;
 }
 
 /** The two helpers a contender needs, by whatever handle it uses. */
@@ -43,6 +45,10 @@ class StartContender implements Contender {
 
   pipe(bytes: number, chunkBytes: number): Promise<number> {
     return pipeThroughput(this.#cat, bytes, chunkBytes);
+  }
+
+  pipeByob(bytes: number, chunkBytes: number): Promise<number> {
+    return pipeThroughput(this.#cat, bytes, chunkBytes, "byob");
   }
 }
 

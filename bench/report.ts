@@ -23,7 +23,10 @@ export interface Results {
     readonly latencyRoundRatio: ByContender<number>;
   };
   readonly rate: ByContender<{ readonly inFlight1: number; readonly inFlight8: number }>;
+  /** Default readers: every chunk a buffer the stream allocated. */
   readonly pipe: ByContender<{ readonly bytes: number; readonly bytesPerSecond: number; readonly runs: number[] }>;
+  /** BYOB readers into one reused buffer, for the contenders whose stdout is a byte stream. */
+  readonly pipeByob?: Results["pipe"];
   readonly blobSize: { readonly unpadded: Summary; readonly padded: Summary; readonly paddedBytes: number };
   readonly scale: ScaleResult;
   /** Deno.Command's RSS over the same spawns, in a process of its own: the runtime's growth. */
@@ -91,6 +94,13 @@ export function evaluate(r: Results): Target[] {
     ...latencyTargets("", r.latency, r.latencyRoundRatio),
     ...(musl ? latencyTargets(" (musl reqrep)", musl.latency, musl.latencyRoundRatio) : []),
     atLeast("pipe throughput umh / Deno.Command", ratio(pipe("umh"), pipe("Deno.Command")), 2.5),
+    ...(r.pipeByob
+      ? [atLeast(
+        "pipe throughput, BYOB readers, umh / Deno.Command",
+        ratio(r.pipeByob.umh?.bytesPerSecond, r.pipeByob["Deno.Command"]?.bytesPerSecond),
+        2.5,
+      )]
+      : []),
     atLeast("pipe throughput umh / Bun.spawn", ratio(pipe("umh"), pipe("Bun.spawn")), 1.0, r.skipped["Bun.spawn"]),
     atMost("spawn latency 64 MiB-padded / unpadded", ratio(r.blobSize.padded.median, r.blobSize.unpadded.median), 1.1),
     {
@@ -153,12 +163,20 @@ export function formatReport(r: Results): string {
   lines.push(
     row(`pipe through cat, ${gib} MiB (GB/s)`, names.map((n) => fixed((r.pipe[n]?.bytesPerSecond ?? NaN) / 1e9, 2))),
   );
-  const spread = (n: string): string => {
-    const runs = r.pipe[n]?.runs ?? [];
+  const spread = (runs: number[] = []): string => {
     return runs.length < 2 ? "-" : `${fixed(Math.min(...runs) / 1e9, 2)}-${fixed(Math.max(...runs) / 1e9, 2)}`;
   };
   if (names.some((n) => (r.pipe[n]?.runs.length ?? 0) > 1)) {
-    lines.push(row("  runs, min-max (GB/s)", names.map(spread)));
+    lines.push(row("  runs, min-max (GB/s)", names.map((n) => spread(r.pipe[n]?.runs))));
+  }
+  const byob = r.pipeByob;
+  if (byob) {
+    lines.push(
+      row("  the same, BYOB reader (GB/s)", names.map((n) => fixed((byob[n]?.bytesPerSecond ?? NaN) / 1e9, 2))),
+    );
+    if (names.some((n) => (byob[n]?.runs.length ?? 0) > 1)) {
+      lines.push(row("  runs, min-max (GB/s)", names.map((n) => spread(byob[n]?.runs))));
+    }
   }
   lines.push("");
   const b = r.blobSize;

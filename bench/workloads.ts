@@ -87,11 +87,33 @@ export async function spawnRate(start: Start, count: number, inFlight: number): 
   return count / ((performance.now() - t0) / 1000);
 }
 
+/** Reads to EOF with a BYOB reader into one reused buffer of `size` bytes, returning the byte count. */
+export async function drainInto(stream: ReadableStream<Uint8Array>, size: number): Promise<number> {
+  const reader = stream.getReader({ mode: "byob" });
+  let buffer = new Uint8Array(size);
+  let got = 0;
+  for (;;) {
+    const { value, done } = await reader.read(buffer);
+    if (done) return got;
+    got += value.length;
+    buffer = new Uint8Array(value.buffer); // the read transferred it: same memory, new object
+  }
+}
+
+/** How the pipe workload reads stdout: chunks the stream allocates, or one buffer of the reader's own. */
+export type ReaderMode = "default" | "byob";
+
 /**
  * Pushes `bytes` through a cat helper in `chunkBytes` writes while reading
- * its stdout concurrently; from spawn to reaped. Returns bytes per second.
+ * its stdout concurrently (a BYOB reader reads into one `chunkBytes` buffer);
+ * from spawn to reaped. Returns bytes per second.
  */
-export async function pipeThroughput(start: Start, bytes: number, chunkBytes: number): Promise<number> {
+export async function pipeThroughput(
+  start: Start,
+  bytes: number,
+  chunkBytes: number,
+  mode: ReaderMode = "default",
+): Promise<number> {
   const chunk = new Uint8Array(chunkBytes).fill(0x61);
   const t0 = performance.now();
   const child = start();
@@ -102,7 +124,7 @@ export async function pipeThroughput(start: Start, bytes: number, chunkBytes: nu
     }
     await writer.close();
   })();
-  const received = await drain(child.stdout.getReader());
+  const received = mode === "byob" ? await drainInto(child.stdout, chunkBytes) : await drain(child.stdout.getReader());
   await writing;
   const status = await child.status;
   const seconds = (performance.now() - t0) / 1000;

@@ -18,7 +18,9 @@ Deno.test("deno task bench --quick measures every workload and prints the target
     assert.match(out, /targets \(issue 6\):/);
     assert.match(out, /spawn latency umh \/ Deno\.Command/);
     const results = JSON.parse(await Deno.readTextFile(json));
-    for (const key of ["latency", "rate", "pipe", "blobSize", "scale"]) assert.ok(key in results, `results.${key}`);
+    for (const key of ["latency", "rate", "pipe", "pipeByob", "blobSize", "scale", "denoCommandGrowth"]) {
+      assert.ok(key in results, `results.${key}`);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
