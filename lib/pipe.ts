@@ -7,7 +7,7 @@
 
 import { EPOLLIN, EPOLLOUT, F_SETPIPE_SZ } from "../ffi/constants.ts";
 import { EPIPE, SyscallError } from "../ffi/errno.ts";
-import { close, fcntl, readSome, writeSome } from "../ffi/libc.ts";
+import { close, fcntl, prefault, readSome, writeSome } from "../ffi/libc.ts";
 import { thePoller, type WaitOwner } from "./poller.ts";
 
 const FIRST_READ_SIZE = 64 * 1024;
@@ -21,6 +21,17 @@ const BIG_PIPE_SIZE = 1024 * 1024;
  * fragment). Reads are synchronous, so one buffer serves all pipes.
  */
 const SHARED_SCRATCH = new Uint8Array(FIRST_READ_SIZE);
+
+/**
+ * A new read buffer for bulk data, its pages mapped up front: each chunk a
+ * default reader gets is a buffer of its own, so this is fresh memory on every
+ * read, and faulting it in page by page inside read(2) cost more than the copy.
+ */
+function freshBuffer(size: number): Uint8Array<ArrayBuffer> {
+  const buffer = new Uint8Array(size);
+  prefault(buffer);
+  return buffer;
+}
 
 /** One owned pipe fd. `close()` is idempotent and also takes it out of the poller. */
 export class PipeEnd {
@@ -84,7 +95,7 @@ export class PipeEnd {
   async read(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
     for (;;) {
       if (this.#fd < 0) return null;
-      const target = into ?? (this.#bulk ? (this.#scratch ??= new Uint8Array(this.#readSize)) : SHARED_SCRATCH);
+      const target = into ?? (this.#bulk ? (this.#scratch ??= freshBuffer(this.#readSize)) : SHARED_SCRATCH);
       const n = readSome(this.#fd, target, `Cannot read the ${this.#label}`);
       if (n === null) {
         await thePoller().wait(this.#fd, EPOLLIN, this.#owner);
