@@ -92,8 +92,7 @@ let populateRefused = false;
  * Maps every whole page of a fresh `buffer` in one madvise(MADV_POPULATE_WRITE)
  * call, before read(2) first writes it: one trap into the kernel instead of
  * one page fault per page (on a VM each fault is an exit to the hypervisor:
- * 13-16 µs measured here, a quarter of a 1 MiB pipe read's time). The
- * contents are untouched. Best effort: where the kernel refuses (before Linux
+ * 13-16 µs measured on this project's machine). The contents are untouched. Best effort: where the kernel refuses (before Linux
  * 5.14: EINVAL), it is not asked again.
  */
 export function prefault(buffer: Uint8Array<ArrayBuffer>): void {
