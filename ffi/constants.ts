@@ -70,6 +70,10 @@ export const EPOLLERR = 0x008;
 export const EPOLLHUP = 0x010;
 export const EPOLLONESHOT = 1 << 30;
 export const SIZEOF_EPOLL_EVENT = ARCH === "aarch64" ? 16 : 12;
+
+// poll(2): struct pollfd { int fd; short events; short revents; }
+export const POLLIN = 0x001;
+export const SIZEOF_POLLFD = 8;
 export const EPOLL_EVENT_DATA_OFFSET = ARCH === "aarch64" ? 8 : 4;
 
 // eventfd(2).

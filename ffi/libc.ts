@@ -8,10 +8,12 @@ import {
   F_SETFL,
   MADV_POPULATE_WRITE,
   O_NONBLOCK,
+  POLLIN,
   SIGINFO_CODE_OFFSET,
   SIGINFO_PID_OFFSET,
   SIGINFO_STATUS_OFFSET,
   SIZEOF_EPOLL_EVENT,
+  SIZEOF_POLLFD,
   SIZEOF_SIGINFO_T,
   SYS_pidfd_open,
   SYS_pidfd_send_signal,
@@ -193,6 +195,25 @@ export function sendSignal(pidfd: number, pid: number, signo: number): number {
   return result < 0 ? lastErrno() : 0;
 }
 
+/**
+ * poll(2) for POLLIN on `fds`, waiting as long as it takes and holding this
+ * thread (for the synchronous APIs only). Returns the fds that are readable or
+ * hung up. EINTR is retried. Convention: -1 and errno.
+ */
+export function pollReadable(fds: readonly number[], action: string): number[] {
+  const table = new Uint8Array(fds.length * SIZEOF_POLLFD);
+  const view = new DataView(table.buffer);
+  fds.forEach((fd, i) => {
+    view.setInt32(i * SIZEOF_POLLFD, fd, true);
+    view.setInt16(i * SIZEOF_POLLFD + 4, POLLIN, true);
+  });
+  while (libc().poll(table, BigInt(fds.length), -1) < 0) {
+    const errno = lastErrno();
+    if (errno !== EINTR) throw new SyscallError(action, "poll", errno);
+  }
+  return fds.filter((_, i) => view.getInt16(i * SIZEOF_POLLFD + 6, true) !== 0);
+}
+
 /** How a reaped child ended, from its siginfo_t. */
 export interface WaitResult {
   /** CLD_EXITED, CLD_KILLED or CLD_DUMPED. */
@@ -207,13 +228,20 @@ const siginfoView = new DataView(siginfo.buffer);
 /**
  * waitid(2) with WEXITED | WNOHANG (plus `extraOptions`) on `idtype`/`id`
  * (P_PIDFD with a pidfd, or P_PID with a pid): the result, or `null` while the
- * child runs. EINTR is retried. Convention: -1 and errno.
+ * child runs. With `block`, no WNOHANG: it waits, holding this thread. EINTR
+ * is retried. Convention: -1 and errno.
  */
-export function waitid(idtype: number, id: number, extraOptions: number, action: string): WaitResult | null {
+export function waitid(
+  idtype: number,
+  id: number,
+  extraOptions: number,
+  action: string,
+  block = false,
+): WaitResult | null {
   const call = libc().waitid;
   siginfo.fill(0);
   for (;;) {
-    if (call(idtype, id, siginfo, extraOptions | WNOHANG | WEXITED) === 0) break;
+    if (call(idtype, id, siginfo, extraOptions | (block ? 0 : WNOHANG) | WEXITED) === 0) break;
     const errno = lastErrno();
     if (errno !== EINTR) throw new SyscallError(action, "waitid", errno);
   }

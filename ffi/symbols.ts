@@ -25,6 +25,7 @@ export const LIBC_SYMBOLS = {
   epoll_create1: { parameters: ["i32"], result: "i32" }, // int flags
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" }, // int epfd, int op, int fd, struct epoll_event *ev
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" }, // int epfd, struct epoll_event *evs, int max, int timeout
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" }, // struct pollfd *fds, nfds_t nfds, int timeout
   epoll_wait_nonblocking: {
     name: "epoll_wait",
     parameters: ["i32", "buffer", "i32", "i32"], // same as epoll_wait, run on a worker thread

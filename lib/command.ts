@@ -2,12 +2,12 @@
 
 import type { HelperOutput } from "./status.ts";
 import type { UsermodeHelper } from "./helper.ts";
-import { type BlobSource, type HelperOptions, spawnHelper, type Stdio } from "./spawn.ts";
+import { type BlobSource, type HelperOptions, runHelperSync, spawnHelper, type Stdio } from "./spawn.ts";
 
 /**
  * `Deno.Command` for an executable held in memory: the same options (plus
  * `argv0` defaulting to the blob's name, and `detached`), the same
- * `spawn()`/`output()`. Nothing is written to disk and `--allow-run` is not
+ * `spawn()`/`output()`/`outputSync()`. Nothing is written to disk and `--allow-run` is not
  * involved: umh needs `--allow-ffi`.
  *
  * @example
@@ -57,5 +57,20 @@ export class BlobCommand {
       throw new TypeError("Piped stdin is not supported for this function, use 'BlobCommand.spawn()' instead");
     }
     return await spawnHelper(this.#source, o, stdio).output();
+  }
+
+  /**
+   * Runs the helper to completion on this thread, as `Deno.Command.outputSync()`:
+   * the event loop and every other helper wait meanwhile. stdin defaults to
+   * `"null"`, stdout and stderr to `"piped"`.
+   * @returns Status plus `stdout` and `stderr` bytes.
+   */
+  outputSync(): HelperOutput {
+    const o = this.#options;
+    const stdio: [Stdio, Stdio, Stdio] = [o.stdin ?? "null", o.stdout ?? "piped", o.stderr ?? "piped"];
+    if (stdio[0] === "piped") {
+      throw new TypeError("Piped stdin is not supported for this function, use 'BlobCommand.spawn()' instead");
+    }
+    return runHelperSync(this.#source, o, stdio);
   }
 }

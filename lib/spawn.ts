@@ -19,6 +19,8 @@ import { elfMachine } from "./blob.ts";
 import { type BlobSource, resolveBlob } from "./blob_cache.ts";
 import type { UsermodeBlob } from "./blob.ts";
 import { newHelper, type UsermodeHelper } from "./helper.ts";
+import { collectSync, type StartedProcess } from "./output_sync.ts";
+import type { HelperOutput } from "./status.ts";
 
 export type { BlobSource };
 
@@ -88,6 +90,27 @@ function setupOf(o: HelperOptions): Omit<TrampolineRequest, keyof PosixSpawnRequ
 
 /** Starts `source` with fully defaulted `stdio`. Throws SpawnError, TypeError, or the signal's reason. */
 export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): UsermodeHelper {
+  return withBlob(source, options, (blob) => {
+    const started = startBlob(blob, options, stdio);
+    return newHelper({
+      ...started,
+      name: blob.name,
+      signal: options.signal,
+      detached: options.detached ?? false,
+    });
+  });
+}
+
+/**
+ * Runs `source` to completion on this thread and collects its output (the
+ * synchronous API, as `Deno.Command.outputSync()`), with fully defaulted `stdio`.
+ */
+export function runHelperSync(source: BlobSource, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): HelperOutput {
+  return withBlob(source, options, (blob) => collectSync(startBlob(blob, options, stdio), blob.name));
+}
+
+/** Checks what can be checked before a memfd exists, then runs `start` on the loaded blob. */
+function withBlob<T>(source: BlobSource, options: HelperOptions, start: (blob: UsermodeBlob) => T): T {
   options.signal?.throwIfAborted();
   // Checked before a byte array is loaded, so a refused blob holds no memfd.
   const machine = source instanceof Uint8Array ? elfMachine(source) : source.elfMachine;
@@ -98,14 +121,15 @@ export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [
   }
   const { blob, temporary } = resolveBlob(source);
   try {
-    return spawnBlob(blob, options, stdio);
+    return start(blob);
   } finally {
     // The helper has exec'd (or failed): a one-off memfd is not needed any more.
     if (temporary) blob.close();
   }
 }
 
-function spawnBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): UsermodeHelper {
+/** Forks and execs `blob` with its pipes: the pid, pidfd and the owner's pipe ends (-1 where not piped). */
+function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): StartedProcess {
   const name = blob.name;
   const action = `Cannot spawn "${name}"`;
   const setup = setupOf(options); // TypeError before any pipe exists
@@ -158,16 +182,7 @@ function spawnBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
     for (const end of childEnds) close(end);
   }
   const pidfd = pidfdOpen(pid);
-  return newHelper({
-    pid,
-    pidfd: pidfd >= 0 ? pidfd : -1,
-    name,
-    stdin: ends[0]![0],
-    stdout: ends[1]![0],
-    stderr: ends[2]![0],
-    signal: options.signal,
-    detached: options.detached ?? false,
-  });
+  return { pid, pidfd: pidfd >= 0 ? pidfd : -1, stdin: ends[0]![0], stdout: ends[1]![0], stderr: ends[2]![0] };
 }
 
 // argv without extra args is the same for every start of a blob: built once

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { blobFor } from "../blobs/mod.ts";
 import { BlobCommand, forkUsermodeBlob, loadBlob, SpawnError, type UsermodeHelper } from "../lib/mod.ts";
-import { bytes, cmdline, Conversation, fdCount, text } from "./test_util.ts";
+import { bytes, cmdline, Conversation, fdCount, ourChildren, text } from "./test_util.ts";
 
 /** A script that holds its fds 0, 1 and 2 open and does nothing: exec sleep. */
 const SLEEPER = bytes("#!/bin/sh\nexec sleep 60\n");
@@ -131,6 +131,39 @@ Deno.test("BlobCommand.output() defaults to stdin null and piped stdout and stde
   const quiet = await new BlobCommand(script, { stdout: "null" }).output();
   assert.throws(() => quiet.stdout, TypeError);
   assert.equal(text(quiet.stderr), "err\n");
+});
+
+Deno.test("BlobCommand.outputSync() gives what output() gives, with the same defaults", async () => {
+  const script = bytes("#!/bin/sh\nreadlink /proc/self/fd/0\necho err >&2\nexit 3\n");
+  const sync = new BlobCommand(script).outputSync();
+  const async = await new BlobCommand(script).output();
+  for (const output of [sync, async]) {
+    assert.deepEqual([output.success, output.code, output.signal], [false, 3, null]);
+    assert.equal(text(output.stdout), "/dev/null\n");
+    assert.equal(text(output.stderr), "err\n");
+  }
+  assert.throws(() => new BlobCommand(script, { stdin: "piped" }).outputSync(), TypeError);
+  const quiet = new BlobCommand(script, { stdout: "null" }).outputSync();
+  assert.throws(() => quiet.stdout, TypeError);
+  assert.equal(text(quiet.stderr), "err\n");
+  const silent = new BlobCommand(bytes("#!/bin/sh\n:\n")).outputSync();
+  assert.deepEqual([silent.stdout.length, silent.stderr.length, silent.code], [0, 0, 0]);
+});
+
+Deno.test("BlobCommand.outputSync() reads stdout and stderr together: a full stderr pipe cannot deadlock it", () => {
+  // 3 MB to stderr before a byte of stdout: reading stdout alone to EOF would wait forever.
+  const script = bytes("#!/bin/sh\nhead -c 3000000 /dev/zero >&2\nhead -c 2000000 /dev/zero\n");
+  const output = new BlobCommand(script).outputSync();
+  assert.deepEqual([output.stdout.length, output.stderr.length, output.code], [2_000_000, 3_000_000, 0]);
+});
+
+Deno.test("BlobCommand.outputSync() reports a death by signal and leaves no fd and no child", () => {
+  const fds = fdCount();
+  const output = new BlobCommand(bytes("#!/bin/sh\necho before\nkill -KILL $$\n")).outputSync();
+  assert.deepEqual([output.success, output.code, output.signal], [false, 137, "SIGKILL"]);
+  assert.equal(text(output.stdout), "before\n");
+  assert.equal(fdCount(), fds);
+  assert.deepEqual(ourChildren(), []);
 });
 
 Deno.test("forkUsermodeBlob() pipes stdin and stdout and inherits stderr by default", async () => {
