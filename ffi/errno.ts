@@ -53,10 +53,56 @@ export function lastErrno(): number {
   return errnoView.getInt32();
 }
 
+// The Deno error class a Deno API throws for an errno (Deno.errors.NotFound for
+// ENOENT, as Deno.Command does), so `instanceof Deno.errors.NotFound` works on
+// umh's errors too. Errnos without one stay plain Errors.
+const DENO_ERROR_CLASSES: Record<number, keyof typeof Deno.errors> = {
+  1: "PermissionDenied", // EPERM
+  2: "NotFound", // ENOENT
+  4: "Interrupted", // EINTR
+  11: "WouldBlock", // EAGAIN
+  13: "PermissionDenied", // EACCES
+  16: "Busy", // EBUSY
+  17: "AlreadyExists", // EEXIST
+  20: "NotADirectory", // ENOTDIR
+  21: "IsADirectory", // EISDIR
+  32: "BrokenPipe", // EPIPE
+  40: "FilesystemLoop", // ELOOP
+  95: "NotSupported", // EOPNOTSUPP
+  110: "TimedOut", // ETIMEDOUT
+};
+
+/** Marks umh's errors with the class that made them, for `instanceof` (see SyscallError). */
+const MADE_BY = Symbol("umh.errorClass");
+
+/**
+ * One prototype per (umh class, Deno error class): a chain that runs through
+ * the Deno class. umh's error classes define fields only, no methods, so an
+ * error on this chain lacks nothing its own class would give it.
+ */
+const prototypes = new Map<object, Map<string, object>>();
+
+function prototypeFor(made: object, denoClass: keyof typeof Deno.errors): object {
+  let byDenoClass = prototypes.get(made);
+  if (byDenoClass === undefined) prototypes.set(made, byDenoClass = new Map());
+  let prototype = byDenoClass.get(denoClass);
+  if (prototype === undefined) {
+    prototype = Object.create(Deno.errors[denoClass].prototype, {
+      constructor: { value: made, writable: true, configurable: true },
+    }) as object;
+    byDenoClass.set(denoClass, prototype);
+  }
+  return prototype;
+}
+
 /**
  * A failed system or C library call. `syscall` names the call, `code` the errno
  * (`"ENOEXEC"`), and `message` says what umh was doing, then what failed:
  * `Cannot spawn "reqrep": posix_spawn() failed with ENOEXEC (Exec format error)`.
+ *
+ * Where Deno has an error class for the errno, the error is also an instance
+ * of it, as a Deno API's would be: ENOENT is a `Deno.errors.NotFound`, EACCES
+ * and EPERM a `Deno.errors.PermissionDenied`, EPIPE a `Deno.errors.BrokenPipe`.
  */
 export class SyscallError extends Error {
   /** The failing call, without parentheses: `"posix_spawn"`. */
@@ -78,6 +124,22 @@ export class SyscallError extends Error {
     this.syscall = syscall;
     this.errno = errno;
     this.code = code;
+    Object.defineProperty(this, MADE_BY, { value: new.target });
+    const denoClass = DENO_ERROR_CLASSES[errno];
+    if (denoClass !== undefined && denoClass in Deno.errors) {
+      // Same object, same fields; its prototype chain now runs through the
+      // Deno class, and instanceof SyscallError / SpawnError goes by MADE_BY.
+      Object.setPrototypeOf(this, prototypeFor(new.target, denoClass));
+    }
+  }
+
+  /** True for errors made by this class or a subclass, whichever prototype chain they got. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== "object" || value === null) return false;
+    for (let made = (value as Record<symbol, unknown>)[MADE_BY]; made; made = Object.getPrototypeOf(made)) {
+      if (made === this) return true;
+    }
+    return Function.prototype[Symbol.hasInstance].call(this, value);
   }
 }
 

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { blobFor } from "../blobs/mod.ts";
-import { BlobCommand, forkUsermodeBlob, loadBlob, SpawnError, type UsermodeHelper } from "../lib/mod.ts";
+import { BlobCommand, forkUsermodeBlob, loadBlob, SpawnError, SyscallError, type UsermodeHelper } from "../lib/mod.ts";
 import { bytes, cmdline, Conversation, fdCount, ourChildren, text } from "./test_util.ts";
 
 /** A script that holds its fds 0, 1 and 2 open and does nothing: exec sleep. */
@@ -72,7 +72,7 @@ Deno.test("BlobCommand cwd accepts a string and a file URL", async () => {
   }
 });
 
-Deno.test("BlobCommand.spawn() throws SpawnError ENOENT for a missing cwd and leaves no fd", async () => {
+Deno.test("BlobCommand.spawn() throws SpawnError ENOENT, a Deno.errors.NotFound, for a missing cwd and leaves no fd", async () => {
   // Warm up: a reused array stays loaded from its second spawn on.
   for (let i = 0; i < 2; i++) await new BlobCommand(blobFor("cat"), { stdout: "null" }).output();
   const before = fdCount();
@@ -80,9 +80,32 @@ Deno.test("BlobCommand.spawn() throws SpawnError ENOENT for a missing cwd and le
   assert.throws(() => command.spawn(), (error: unknown) => {
     assert.ok(error instanceof SpawnError, `expected SpawnError, got ${error}`);
     assert.equal(error.code, "ENOENT");
+    // What Deno.Command throws for a missing cwd, so the same catch works for both.
+    assert.ok(error instanceof Deno.errors.NotFound, "not a Deno.errors.NotFound");
     return true;
   });
   assert.equal(fdCount(), before);
+});
+
+Deno.test("SyscallError is also the Deno error class for its errno, where Deno has one", () => {
+  const cases: [number, (new (...args: never[]) => Error) | null][] = [
+    [2, Deno.errors.NotFound], // ENOENT
+    [13, Deno.errors.PermissionDenied], // EACCES
+    [1, Deno.errors.PermissionDenied], // EPERM
+    [32, Deno.errors.BrokenPipe], // EPIPE
+    [17, Deno.errors.AlreadyExists], // EEXIST
+    [8, null], // ENOEXEC: no Deno class
+  ];
+  const denoClasses = Object.values(Deno.errors);
+  for (const [errno, expected] of cases) {
+    for (const error of [new SyscallError("Cannot x", "x", errno), new SpawnError("Cannot x", "x", errno)]) {
+      assert.ok(error instanceof SyscallError && error instanceof Error, `errno ${errno}`);
+      assert.equal(error instanceof SpawnError, error.name === "SpawnError", `errno ${errno} ${error.name}`);
+      assert.equal(error.errno, errno);
+      const matching = denoClasses.filter((denoClass) => error instanceof denoClass);
+      assert.deepEqual(matching, expected ? [expected] : [], `errno ${errno}: ${matching.map((c) => c.name)}`);
+    }
+  }
 });
 
 Deno.test("BlobCommand argv0 sets argv[0], which defaults to the blob's name", async () => {
