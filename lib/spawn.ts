@@ -15,9 +15,8 @@ import {
   trampolineSpawn,
 } from "../ffi/trampoline.ts";
 import { signalNumber } from "./status.ts";
-import { elfMachine } from "./blob.ts";
+import { elfMachine, UsermodeBlob } from "./blob.ts";
 import { type BlobSource, resolveBlob } from "./blob_cache.ts";
-import type { UsermodeBlob } from "./blob.ts";
 import { newHelper, type UsermodeHelper } from "./helper.ts";
 import { collectSync, type StartedProcess } from "./output_sync.ts";
 import type { HelperOutput } from "./status.ts";
@@ -90,7 +89,7 @@ function setupOf(o: HelperOptions): Omit<TrampolineRequest, keyof PosixSpawnRequ
 
 /** Starts `source` with fully defaulted `stdio`. Throws SpawnError, TypeError, or the signal's reason. */
 export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): UsermodeHelper {
-  return withBlob(source, options, (blob) => {
+  return withBlob(source, options, stdio, (blob) => {
     const started = startBlob(blob, options, stdio);
     return newHelper({
       ...started,
@@ -106,11 +105,22 @@ export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [
  * synchronous API, as `Deno.Command.outputSync()`), with fully defaulted `stdio`.
  */
 export function runHelperSync(source: BlobSource, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): HelperOutput {
-  return withBlob(source, options, (blob) => collectSync(startBlob(blob, options, stdio), blob.name));
+  return withBlob(source, options, stdio, (blob) => collectSync(startBlob(blob, options, stdio), blob.name));
 }
 
 /** Checks what can be checked before a memfd exists, then runs `start` on the loaded blob. */
-function withBlob<T>(source: BlobSource, options: HelperOptions, start: (blob: UsermodeBlob) => T): T {
+function withBlob<T>(
+  source: BlobSource,
+  options: HelperOptions,
+  stdio: [Stdio, Stdio, Stdio],
+  start: (blob: UsermodeBlob) => T,
+): T {
+  if (!(source instanceof Uint8Array) && !(source instanceof UsermodeBlob)) {
+    const hint = typeof source === "string" ? " (for a file on disk, pass await Deno.readFile(path))" : "";
+    throw new TypeError(`Invalid blob: expected a Uint8Array or a UsermodeBlob, got ${describe(source)}${hint}`);
+  }
+  checkStdio(stdio);
+  if (options.cwd !== undefined) cwdPath(options.cwd); // TypeError for a cwd of the wrong type
   options.signal?.throwIfAborted();
   // Checked before a byte array is loaded, so a refused blob holds no memfd.
   const machine = source instanceof Uint8Array ? elfMachine(source) : source.elfMachine;
@@ -209,7 +219,26 @@ function trampolineByDefault(): boolean {
 }
 
 function cwdPath(cwd: string | URL): string {
-  return cwd instanceof URL ? decodeURIComponent(cwd.pathname) : cwd;
+  if (cwd instanceof URL) return decodeURIComponent(cwd.pathname);
+  if (typeof cwd !== "string") throw new TypeError(`Invalid cwd: expected a string or a URL, got ${describe(cwd)}`);
+  return cwd;
+}
+
+const STDIO_KINDS: readonly string[] = ["piped", "inherit", "null"];
+
+/** TypeError for a stdio kind other than "piped", "inherit" or "null" (as Deno.Command refuses them). */
+function checkStdio(stdio: [Stdio, Stdio, Stdio]): void {
+  stdio.forEach((kind, i) => {
+    if (STDIO_KINDS.includes(kind)) return;
+    const name = ["stdin", "stdout", "stderr"][i];
+    throw new TypeError(`Invalid ${name}: ${describe(kind)}, expected "piped", "inherit" or "null"`);
+  });
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === null || typeof value !== "object") return String(value);
+  return value.constructor?.name ?? "an object";
 }
 
 /** envp for the helper: `null` (the owner's own environ, no copy) unless env or clearEnv ask otherwise. */

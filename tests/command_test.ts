@@ -225,6 +225,23 @@ Deno.test("BlobCommand throws TypeError naming the entry for a NUL in args, env,
   assert.equal(fdCount(), before);
 });
 
+Deno.test("BlobCommand refuses a blob that is not bytes, an unknown stdio kind and a cwd of the wrong type with TypeError", async () => {
+  const script = bytes("#!/bin/sh\necho hi\n");
+  await new BlobCommand(script).output(); // loaded once, so the fd count below is steady
+  const before = fdCount();
+  const refused: [string, () => unknown][] = [
+    ["Invalid blob", () => new BlobCommand("/bin/true" as unknown as Uint8Array).spawn()],
+    ["Invalid blob", () => forkUsermodeBlob(42 as unknown as Uint8Array)],
+    ["Invalid stdout", () => new BlobCommand(script, { stdout: "pipe" as "piped" }).spawn()],
+    ["Invalid stdin", () => new BlobCommand(script, { stdin: "closed" as "null" }).outputSync()],
+    ["Invalid cwd", () => new BlobCommand(script, { cwd: 5 as unknown as string }).spawn()],
+  ];
+  for (const [message, run] of refused) {
+    assert.throws(run, (error: unknown) => error instanceof TypeError && error.message.startsWith(message), message);
+  }
+  assert.equal(fdCount(), before);
+});
+
 Deno.test("BlobCommand signal: aborting kills the helper with SIGTERM", async () => {
   const controller = new AbortController();
   await using helper = new BlobCommand(SLEEPER, { signal: controller.signal, stdout: "piped" }).spawn();
