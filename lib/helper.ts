@@ -249,12 +249,20 @@ export class UsermodeHelper implements AsyncDisposable {
   }
 }
 
+/**
+ * Reads `stream` to its end. The reader keeps the lock, as Deno's output()
+ * does: a second output() then throws that the stream is locked instead of
+ * returning nothing.
+ */
 async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array<ArrayBuffer>> {
+  const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    total += chunk.length;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    total += value.length;
   }
   if (chunks.length === 1 && chunks[0]!.buffer instanceof ArrayBuffer) return chunks[0] as Uint8Array<ArrayBuffer>;
   const out = new Uint8Array(total);

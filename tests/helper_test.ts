@@ -197,6 +197,13 @@ Deno.test("UsermodeHelper.output() collects stdout and stderr of reqrep", async 
   assert.deepEqual([...output.stdout], [2, 0, 0, 0, ...bytes("ok"), 4, 0, 0, 0, ...bytes("echo")]);
 });
 
+Deno.test("UsermodeHelper.output() a second time throws TypeError (locked), as Deno.ChildProcess.output() does", async () => {
+  const script = bytes("#!/bin/sh\necho out\n");
+  const helper = new BlobCommand(script, { stdout: "piped", stderr: "piped" }).spawn();
+  assert.equal(text((await helper.output()).stdout), "out\n");
+  await assert.rejects(helper.output(), (error: unknown) => error instanceof TypeError && /locked/.test(error.message));
+});
+
 Deno.test("UsermodeHelper.output() collects a #! script's stdout and stderr", async () => {
   const script = bytes("#!/bin/sh\necho out; echo err >&2; echo more\nexit 4\n");
   await using helper = new BlobCommand(script, { stdout: "piped", stderr: "piped" }).spawn();
