@@ -6,7 +6,7 @@ import { close, sendSignal, waitid } from "../ffi/libc.ts";
 import { forgetLive, registerLive } from "./owner_exit.ts";
 import { PipeEnd } from "./pipe.ts";
 import { thePoller } from "./poller.ts";
-import { type HelperOutput, type HelperStatus, outputOf, signalNumber, statusOf } from "./status.ts";
+import { type HelperOutput, type HelperStatus, joinChunks, outputOf, signalNumber, statusOf } from "./status.ts";
 
 /** How long `[Symbol.asyncDispose]` waits after SIGTERM before SIGKILL. */
 export const DISPOSE_GRACE_MS = 500;
@@ -257,21 +257,11 @@ export class UsermodeHelper implements AsyncDisposable {
 async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array<ArrayBuffer>> {
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
-  let total = 0;
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) break;
+    if (done) return joinChunks(chunks);
     chunks.push(value);
-    total += value.length;
   }
-  if (chunks.length === 1 && chunks[0]!.buffer instanceof ArrayBuffer) return chunks[0] as Uint8Array<ArrayBuffer>;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 /** @internal Creates a handle; only spawn code calls this. */

@@ -6,7 +6,7 @@
 
 import { P_PID, P_PIDFD, SIGNALS } from "../ffi/constants.ts";
 import { close, pollReadable, readSome, sendSignal, waitid } from "../ffi/libc.ts";
-import { type HelperOutput, type HelperStatus, outputOf, statusOf } from "./status.ts";
+import { type HelperOutput, type HelperStatus, joinChunks, outputOf, statusOf } from "./status.ts";
 
 /** A started helper process: its pid, pidfd (-1 without) and the owner's pipe ends (-1 where not piped). */
 export interface StartedProcess {
@@ -54,7 +54,7 @@ export function collectSync(started: StartedProcess, name: string): HelperOutput
     }
     const status = reap();
     reaped = true;
-    const [out, err] = [started.stdout, started.stderr].map((fd, i) => fd < 0 ? null : concat(streams[i]!.chunks));
+    const [out, err] = [started.stdout, started.stderr].map((fd, i) => fd < 0 ? null : joinChunks(streams[i]!.chunks));
     return outputOf(status, out ?? null, err ?? null);
   } finally {
     if (!reaped) {
@@ -69,15 +69,4 @@ export function collectSync(started: StartedProcess, name: string): HelperOutput
     for (const stream of streams) if (stream.fd >= 0) close(stream.fd);
     if (pidfd >= 0) close(pidfd);
   }
-}
-
-function concat(chunks: Uint8Array<ArrayBuffer>[]): Uint8Array<ArrayBuffer> {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
