@@ -186,6 +186,15 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
       const detail = `${syscall}() failed with ENOENT: its "#!" interpreter "${blob.interpreter}" does not exist`;
       throw new SpawnError(action, syscall, errno, { detail, cause: error });
     }
+    // The kernel refuses to exec a file someone has open for writing. A sealed
+    // memfd can still be opened for writing (by path, in /proc), just not written.
+    if (error instanceof SpawnError && error.code === "ETXTBSY") {
+      const { syscall, errno } = error;
+      const detail = `${syscall}() failed with ETXTBSY: the blob's memfd is open for writing somewhere ` +
+        `(an open of /proc/${Deno.pid}/fd/${blobFd} for writing, by this or another process); ` +
+        `it starts again once that is closed`;
+      throw new SpawnError(action, syscall, errno, { detail, cause: error });
+    }
     throw error;
   } finally {
     // The child has its copies; ours must go now, or the readers never see EOF.

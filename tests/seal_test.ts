@@ -16,7 +16,8 @@ import {
   F_SEAL_WRITE,
 } from "../ffi/constants.ts";
 import { fcntl } from "../ffi/libc.ts";
-import { encodeFrame, forkUsermodeBlob, FrameReader, loadBlob, SyscallError } from "../lib/mod.ts";
+import { encodeFrame, forkUsermodeBlob, FrameReader, loadBlob, SpawnError, SyscallError } from "../lib/mod.ts";
+import { fdCount } from "./test_util.ts";
 
 const REQUIRED = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
 const python = Deno.build.os === "linux" && which("python3");
@@ -63,6 +64,32 @@ Deno.test("loadBlob() seals: a new descriptor from /proc/<pid>/fd/N cannot write
   }
   assert.equal(errorCode(() => Deno.openSync(path, { write: true, truncate: true }).close()), "EPERM"); // O_TRUNC
   assert.deepEqual(await Deno.readFile(path), bytes);
+});
+
+Deno.test("a blob whose memfd is open for writing fails with ETXTBSY saying so, and starts again once it is closed", async () => {
+  using blob = loadBlob(blobFor("cat"), { name: "cat" });
+  const catOnce = async (): Promise<void> => {
+    await using helper = forkUsermodeBlob(blob);
+    await helper.stdin.close();
+    assert.equal((await helper.status).code, 0);
+  };
+  await catOnce(); // the spawn path's process-wide fds (the trampoline, the poller) exist from here on
+  const before = fdCount();
+  // Allowed despite the seals (writes would fail), and enough to make exec refuse the file.
+  const writer = Deno.openSync(`/proc/self/fd/${blob.unsafeFd}`, { write: true });
+  try {
+    assert.throws(() => forkUsermodeBlob(blob), (error: unknown) => {
+      assert.ok(error instanceof SpawnError, `expected SpawnError, got ${error}`);
+      assert.equal(error.code, "ETXTBSY");
+      assert.match(error.message, /open for writing/);
+      return true;
+    });
+    assert.equal(fdCount(), before + 1, "the failed spawn left an fd behind");
+  } finally {
+    writer.close();
+  }
+  await catOnce();
+  assert.equal(fdCount(), before);
 });
 
 Deno.test("loadBlob() seals: adding a seal fails with EPERM and the seal set never shrinks", () => {
