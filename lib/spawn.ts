@@ -186,6 +186,14 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
       const detail = `${syscall}() failed with ENOENT: its "#!" interpreter "${blob.interpreter}" does not exist`;
       throw new SpawnError(action, syscall, errno, { detail, cause: error });
     }
+    // posix_spawn execs the memfd by its /proc/self/fd path (the trampoline
+    // needs no path, but is itself dlopen()ed through one).
+    if (execFailed && error.syscall === "posix_spawn" && blob.interpreter === null) {
+      const { syscall, errno } = error as SpawnError;
+      const detail = `${syscall}() failed with ENOENT: /proc/self/fd/${blobFd} does not resolve; ` +
+        `umh needs /proc mounted to run a blob`;
+      throw new SpawnError(action, syscall, errno, { detail, cause: error });
+    }
     // The kernel refuses to exec a file someone has open for writing. A sealed
     // memfd can still be opened for writing (by path, in /proc), just not written.
     if (error instanceof SpawnError && error.code === "ETXTBSY") {
