@@ -286,6 +286,33 @@ Deno.test("BlobCommand helpers and Deno.Command children started together all re
   assert.deepEqual({ ...await sleeper.status }, { success: false, code: 5, signal: null });
 });
 
+const BUSYBOX = ["/bin/busybox", "/usr/bin/busybox"].find((path) => {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+});
+if (!BUSYBOX) console.log("command_test: skipping the busybox test: busybox is not installed");
+
+Deno.test({
+  name: "BlobCommand runs a static multi-call busybox from memory, its applet picked by argv0 or by args[0]",
+  ignore: BUSYBOX === undefined,
+  fn: async () => {
+    const busybox = await Deno.readFile(BUSYBOX!);
+    // As the shell would run it: argv[0] "busybox", the applet in argv[1].
+    const viaArgs = await new BlobCommand(busybox, { argv0: "busybox", args: ["echo", "from", "args"] }).output();
+    assert.equal(text(viaArgs.stdout), "from args\n");
+    // As a symlinked applet would run: argv[0] names it.
+    const viaArgv0 = await new BlobCommand(busybox, { argv0: "echo", args: ["from", "argv0"] }).output();
+    assert.equal(text(viaArgv0.stdout), "from argv0\n");
+    // A blob named after the binary needs no argv0.
+    using named = loadBlob(busybox, { name: "busybox" });
+    const sum = await new BlobCommand(named, { args: ["sha256sum"], stdin: "null" }).output();
+    assert.match(text(sum.stdout), /^e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 /);
+  },
+});
+
 Deno.test("BlobCommand runs third-party dynamically linked executables read from disk", async () => {
   const echo = await Deno.readFile("/bin/echo");
   const out = await new BlobCommand(echo, { args: ["hello", "world"] }).output();
