@@ -179,28 +179,9 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
       : trampolineSpawn({ ...request, ...setup }, action);
   } catch (error) {
     for (const end of parentEnds) close(end);
-    // ENOENT from exec of a script (not from chdir) means its interpreter is missing.
-    const execFailed = error instanceof SpawnError && error.code === "ENOENT" && error.syscall !== "chdir";
-    if (execFailed && blob.interpreter !== null && options.cwd === undefined) {
+    const detail = execFailureDetail(error, blob, blobFd, options.cwd !== undefined);
+    if (detail !== null) {
       const { syscall, errno } = error as SpawnError;
-      const detail = `${syscall}() failed with ENOENT: its "#!" interpreter "${blob.interpreter}" does not exist`;
-      throw new SpawnError(action, syscall, errno, { detail, cause: error });
-    }
-    // posix_spawn execs the memfd by its /proc/self/fd path (the trampoline
-    // needs no path, but is itself dlopen()ed through one).
-    if (execFailed && error.syscall === "posix_spawn" && blob.interpreter === null) {
-      const { syscall, errno } = error as SpawnError;
-      const detail = `${syscall}() failed with ENOENT: /proc/self/fd/${blobFd} does not resolve; ` +
-        `umh needs /proc mounted to run a blob`;
-      throw new SpawnError(action, syscall, errno, { detail, cause: error });
-    }
-    // The kernel refuses to exec a file someone has open for writing. A sealed
-    // memfd can still be opened for writing (by path, in /proc), just not written.
-    if (error instanceof SpawnError && error.code === "ETXTBSY") {
-      const { syscall, errno } = error;
-      const detail = `${syscall}() failed with ETXTBSY: the blob's memfd is open for writing somewhere ` +
-        `(an open of /proc/${Deno.pid}/fd/${blobFd} for writing, by this or another process); ` +
-        `it starts again once that is closed`;
       throw new SpawnError(action, syscall, errno, { detail, cause: error });
     }
     throw error;
@@ -210,6 +191,32 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
   }
   const pidfd = pidfdOpen(pid);
   return { pid, pidfd: pidfd >= 0 ? pidfd : -1, stdin: ends[0]![0], stdout: ends[1]![0], stderr: ends[2]![0] };
+}
+
+/** What an exec failure means where its errno alone would mislead, or null. */
+function execFailureDetail(error: unknown, blob: UsermodeBlob, blobFd: number, hasCwd: boolean): string | null {
+  if (!(error instanceof SpawnError)) return null;
+  const { syscall, code } = error;
+  if (code === "ENOENT" && syscall !== "chdir") {
+    // A script's exec: the "#!" interpreter is missing.
+    if (blob.interpreter !== null && !hasCwd) {
+      return `${syscall}() failed with ENOENT: its "#!" interpreter "${blob.interpreter}" does not exist`;
+    }
+    // posix_spawn execs the memfd by its /proc/self/fd path (the trampoline
+    // needs no path, but is itself dlopen()ed through one).
+    if (syscall === "posix_spawn" && blob.interpreter === null) {
+      return `${syscall}() failed with ENOENT: /proc/self/fd/${blobFd} does not resolve; ` +
+        `umh needs /proc mounted to run a blob`;
+    }
+  }
+  // The kernel refuses to exec a file someone has open for writing. A sealed
+  // memfd can still be opened for writing (by path, in /proc), just not written.
+  if (code === "ETXTBSY") {
+    return `${syscall}() failed with ETXTBSY: the blob's memfd is open for writing somewhere ` +
+      `(an open of /proc/${Deno.pid}/fd/${blobFd} for writing, by this or another process); ` +
+      `it starts again once that is closed`;
+  }
+  return null;
 }
 
 // argv without extra args is the same for every start of a blob: built once
