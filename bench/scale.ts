@@ -175,7 +175,7 @@ export async function measureScale(spawns: number, liveCount: number, samples: n
 export async function measureDenoCommandGrowth(path: string, spawns: number): Promise<Growth> {
   const start = (): Deno.ChildProcess =>
     new Deno.Command(path, { stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
-  ownerStats();
+  ownerStats(); // the same GC and malloc_trim before the first spawn as measureScale's "before"
   return (await growth(start, spawns)).growth;
 }
 
