@@ -24,18 +24,22 @@
  * - The child stack is an array in umh_spawn's own frame, as musl does it:
  *   CLONE_VFORK keeps this thread suspended while the child runs, so the
  *   frame cannot change under it; there is no allocation, nothing static, and
- *   two threads (Deno workers) may spawn at once. The child needs < 6 KiB
- *   (4 KiB of it to read /proc/self/status).
+ *   two threads (Deno workers) may spawn at once. The child needs well
+ *   under 1 KiB of it.
  * - All signals stay blocked from before clone until just before exec. The
  *   child shares the owner's memory, so an owner handler running in it would
- *   corrupt the owner: the child resets every handler to SIG_DFL first (its
- *   handler table is its own copy: no CLONE_SIGHAND), then empties its mask
- *   last, right before exec. The parent restores its mask afterwards.
- *   Which signals to reset comes from SigIgn and SigCgt in the child's own
- *   /proc/self/status (3 syscalls and one sigaction per handled or ignored
- *   signal, typically under a dozen, instead of 62 sigactions: ~50 µs less
- *   of the owner's suspension on a VM where a syscall costs ~1 µs); where
- *   /proc cannot be read, all 62 are reset as before.
+ *   corrupt the owner. clone3 with CLONE_CLEAR_SIGHAND (Linux 5.5+) gives the
+ *   child its own handler table with every handled signal back at SIG_DFL,
+ *   at no cost; where clone3 or the flag is missing (ENOSYS, EINVAL) the
+ *   child is made with clone and asks for each signal's disposition itself
+ *   (rt_sigaction with no new action), resetting the handled ones. Either
+ *   way SIGPIPE, which the runtime ignores for itself, goes back to SIG_DFL;
+ *   any other signal the owner ignores stays ignored, as POSIX and
+ *   Deno.Command have it. The mask is
+ *   emptied last, right before exec; the parent restores its own afterwards.
+ * - clone3 also returns a pidfd for the child (CLONE_PIDFD, close-on-exec),
+ *   in req->pidfd: no pidfd_open, and no window in which the pid could be
+ *   anyone else's. It is -1 on the clone path.
  * - Order in the child: session/process group; stdio and a `#!` script's
  *   fd 3 (before rlimits, so a low RLIMIT_NOFILE cannot refuse them);
  *   rlimits (raising a hard limit needs privileges we may drop next);
@@ -63,16 +67,18 @@
 
 #if defined(__x86_64__)
 enum {
-  SYS_read = 0, SYS_close = 3, SYS_openat = 257,
+  SYS_close = 3,
   SYS_rt_sigaction = 13, SYS_rt_sigprocmask = 14, SYS_getpid = 39, SYS_clone = 56, SYS_execve = 59,
+  SYS_clone3 = 435,
   SYS_wait4 = 61, SYS_fcntl = 72, SYS_chdir = 80, SYS_setpgid = 109, SYS_getppid = 110, SYS_setsid = 112,
   SYS_setgroups = 116, SYS_setresuid = 117, SYS_setresgid = 119, SYS_prctl = 157, SYS_exit_group = 231,
   SYS_dup3 = 292, SYS_prlimit64 = 302, SYS_execveat = 322, SYS_close_range = 436,
 };
 #elif defined(__aarch64__)
 enum {
-  SYS_read = 63, SYS_close = 57, SYS_openat = 56,
+  SYS_close = 57,
   SYS_rt_sigaction = 134, SYS_rt_sigprocmask = 135, SYS_getpid = 172, SYS_clone = 220, SYS_execve = 221,
+  SYS_clone3 = 435,
   SYS_wait4 = 260, SYS_fcntl = 25, SYS_chdir = 49, SYS_setpgid = 154, SYS_getppid = 173, SYS_setsid = 157,
   SYS_setgroups = 159, SYS_setresuid = 147, SYS_setresgid = 149, SYS_prctl = 167, SYS_exit_group = 94,
   SYS_dup3 = 24, SYS_prlimit64 = 261, SYS_execveat = 281, SYS_close_range = 436,
@@ -83,17 +89,20 @@ enum {
 
 #define CLONE_VM 0x100
 #define CLONE_VFORK 0x4000
+#define CLONE_PIDFD 0x1000
+#define CLONE_CLEAR_SIGHAND 0x100000000ULL
 #define SIGKILL 9
 #define SIGSTOP 19
 #define SIGCHLD 17
+#define SIGPIPE 13
+#define ENOSYS 38
+#define EINVAL 22
 #define SIG_SETMASK 2
 #define EINTR 4
 #define ESRCH 3
 #define F_SETFD 2
 #define F_DUPFD_CLOEXEC 1030
 #define AT_EMPTY_PATH 0x1000
-#define AT_FDCWD -100
-#define O_RDONLY_CLOEXEC 02000000 /* O_RDONLY | O_CLOEXEC, the same on x86_64 and aarch64 */
 #define CLOSE_RANGE_CLOEXEC 4
 #define PR_SET_PDEATHSIG 1
 #define PR_GET_DUMPABLE 3
@@ -109,6 +118,7 @@ enum {
 #define UMH_SETGID 0x10
 #define UMH_SETUID 0x20
 #define UMH_NO_NEW_PRIVS 0x40
+#define UMH_NO_CLONE3 0x80 /* take the clone path even where clone3 works (tests) */
 
 /* req->err_step: which call failed. ffi/trampoline.ts has the same table. */
 enum {
@@ -143,17 +153,26 @@ struct umh_spawn_req {
   char *const *argv;                /* 72 NULL-terminated */
   char *const *envp;                /* 80 NULL-terminated */
   const char *cwd;                  /* 88 NULL: keep the owner's */
+  int32_t pidfd;                    /* 96 out: the child's pidfd from clone3, or -1 */
+  int32_t reserved;                 /* 100 */
 };
 
 _Static_assert(offsetof(struct umh_spawn_req, err_step) == 44, "layout");
 _Static_assert(offsetof(struct umh_spawn_req, groups) == 56, "layout");
 _Static_assert(offsetof(struct umh_spawn_req, cwd) == 88, "layout");
-_Static_assert(sizeof(struct umh_spawn_req) == 96, "layout");
+_Static_assert(offsetof(struct umh_spawn_req, pidfd) == 96, "layout");
+_Static_assert(sizeof(struct umh_spawn_req) == 104, "layout");
 _Static_assert(sizeof(struct umh_rlimit) == 24, "layout");
 
 struct child_ctx {
   struct umh_spawn_req *req;
-  long owner; /* the owner's pid, for the PR_SET_PDEATHSIG race check */
+  long owner;        /* the owner's pid, for the PR_SET_PDEATHSIG race check */
+  int handlers_left; /* 1 on the clone path: the child still has the owner's handlers */
+};
+
+/* The first fields of struct clone_args (CLONE_ARGS_SIZE_VER0). */
+struct clone_args_v0 {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
 };
 
 #if defined(__x86_64__)
@@ -201,6 +220,31 @@ static long clone_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, v
       : "rcx", "r11", "memory", "cc");
   return rax;
 }
+
+/* The same entry through clone3: `args` carries the flags, the stack and where the pidfd goes. */
+static long clone3_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, struct clone_args_v0 *args) {
+  register long rax __asm__("rax") = SYS_clone3;
+  register long rdi __asm__("rdi") = (long)args;
+  register long rsi __asm__("rsi") = (long)sizeof *args;
+  register void (*r12)(struct child_ctx *) __asm__("r12") = fn;
+  register struct child_ctx *r13 __asm__("r13") = ctx;
+  __asm__ volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xor %%ebp, %%ebp\n\t"
+      "mov %[ctx], %%rdi\n\t"
+      "call *%[fn]\n\t"
+      "mov $127, %%edi\n\t"
+      "mov %[exit], %%eax\n\t"
+      "syscall\n\t"
+      "hlt\n"
+      "1:"
+      : "+r"(rax)
+      : "r"(rdi), "r"(rsi), [fn] "r"(r12), [ctx] "r"(r13), [exit] "i"(SYS_exit_group)
+      : "rcx", "r11", "memory", "cc");
+  return rax;
+}
 #else
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f) {
   register long x8 __asm__("x8") = n;
@@ -242,6 +286,31 @@ static long clone_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, v
       : "memory", "cc");
   return x0;
 }
+
+/* The same entry through clone3: `args` carries the flags, the stack and where the pidfd goes. */
+static long clone3_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, struct clone_args_v0 *args) {
+  register long x8 __asm__("x8") = SYS_clone3;
+  register long x0 __asm__("x0") = (long)args;
+  register long x1 __asm__("x1") = (long)sizeof *args;
+  register void (*x9)(struct child_ctx *) __asm__("x9") = fn;
+  register struct child_ctx *x10 __asm__("x10") = ctx;
+  __asm__ volatile(
+      "svc #0\n\t"
+      "cbnz x0, 1f\n\t"
+      "mov x29, #0\n\t"
+      "mov x30, #0\n\t"
+      "mov x0, %[ctx]\n\t"
+      "blr %[fn]\n\t"
+      "mov x0, #127\n\t"
+      "mov x8, %[exit]\n\t"
+      "svc #0\n\t"
+      "brk #0\n"
+      "1:"
+      : "+r"(x0)
+      : "r"(x8), "r"(x1), [fn] "r"(x9), [ctx] "r"(x10), [exit] "i"(SYS_exit_group)
+      : "memory", "cc");
+  return x0;
+}
 #endif
 
 #define sys0(n) sys6(n, 0, 0, 0, 0, 0, 0)
@@ -272,50 +341,24 @@ static int move_up(struct umh_spawn_req *req, int fd) {
   return (int)r;
 }
 
-/* Parses the 16 hex digits after `key` (e.g. "\nSigCgt:\t") in text[0..len); 0 when absent or malformed. */
-static int hex_field(const char *text, long len, const char *key, uint64_t *out) {
-  long key_len = 0;
-  while (key[key_len]) key_len++;
-  for (long i = 0; i + key_len + 16 <= len; i++) {
-    long k = 0;
-    while (k < key_len && text[i + k] == key[k]) k++;
-    if (k < key_len) continue;
-    uint64_t value = 0;
-    for (long j = i + key_len; j < i + key_len + 16; j++) {
-      char c = text[j];
-      int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-      if (digit < 0) return 0;
-      value = value << 4 | (uint64_t)digit;
-    }
-    *out = value;
-    return 1;
-  }
-  return 0;
-}
-
 /*
- * Child only: the signals (bit sig-1) whose disposition is not SIG_DFL, from
- * SigIgn | SigCgt of the child's own /proc/self/status (its handler table is
- * the copy made by clone); every signal when that cannot be read.
+ * Child only: SIGPIPE back to SIG_DFL, and on the clone path every signal
+ * that still has one of the owner's handlers too (asked one by one, as glibc's
+ * posix_spawn does). Ignored signals other than SIGPIPE stay ignored.
  */
-static uint64_t non_default_signals(void) {
-  char text[4096];
-  long len = 0;
-  long fd = sys4(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY_CLOEXEC, 0);
-  if (fd < 0) return ~(uint64_t)0;
-  for (;;) {
-    long n = sys3(SYS_read, fd, text + len, sizeof text - (unsigned long)len);
-    if (n == -EINTR) continue;
-    if (n <= 0) break;
-    len += n;
-    if (len == (long)sizeof text) break;
+static void reset_signals(struct child_ctx *ctx) {
+  struct umh_spawn_req *req = ctx->req;
+  const uint64_t sig_dfl[4] = {0, 0, 0, 0}; /* struct sigaction: SIG_DFL, no flags, empty mask */
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    if (sig != SIGPIPE) {
+      if (!ctx->handlers_left) continue;
+      uint64_t old[4] = {0, 0, 0, 0};
+      CHECK(sys4(SYS_rt_sigaction, sig, 0, old, 8), UMH_STEP_SIGACTION, sig);
+      if (old[0] <= 1) continue; /* SIG_DFL (0) or SIG_IGN (1) */
+    }
+    CHECK(sys4(SYS_rt_sigaction, sig, sig_dfl, 0, 8), UMH_STEP_SIGACTION, sig);
   }
-  sys1(SYS_close, fd);
-  uint64_t ignored, caught;
-  if (!hex_field(text, len, "\nSigIgn:\t", &ignored) || !hex_field(text, len, "\nSigCgt:\t", &caught)) {
-    return ~(uint64_t)0;
-  }
-  return ignored | caught;
 }
 
 /* Child only: runs on the array in umh_spawn's frame until exec. Never returns. */
@@ -323,13 +366,8 @@ __attribute__((noinline, used)) static void child_main(struct child_ctx *ctx) {
   struct umh_spawn_req *req = ctx->req;
   const uint32_t flags = req->flags;
   const uint64_t no_signals = 0;
-  const uint64_t sig_dfl[4] = {0, 0, 0, 0}; /* struct sigaction: SIG_DFL, no flags, empty mask */
 
-  const uint64_t reset = non_default_signals();
-  for (int sig = 1; sig <= 64; sig++) {
-    if (sig == SIGKILL || sig == SIGSTOP || !(reset >> (sig - 1) & 1)) continue;
-    CHECK(sys4(SYS_rt_sigaction, sig, sig_dfl, 0, 8), UMH_STEP_SIGACTION, sig);
-  }
+  reset_signals(ctx);
   if (flags & UMH_SETSID) CHECK(sys0(SYS_setsid), UMH_STEP_SETSID, 0);
   if (flags & UMH_SETPGID) CHECK(sys2(SYS_setpgid, 0, req->pgid), UMH_STEP_SETPGID, req->pgid);
 
@@ -375,25 +413,46 @@ __attribute__((noinline, used)) static void child_main(struct child_ctx *ctx) {
 /* Starts the helper described by `req`: the pid, or -errno with req->err_* set. */
 __attribute__((visibility("default"))) int umh_spawn(struct umh_spawn_req *req) {
   _Alignas(16) char stack[CHILD_STACK_SIZE];
-  struct child_ctx ctx = {req, sys0(SYS_getpid)};
+  struct child_ctx ctx = {req, sys0(SYS_getpid), 0};
   const uint64_t all_signals = ~(uint64_t)0;
   uint64_t saved_mask = 0;
   long dumpable = -1;
 
+  int pidfd = -1;
+
   req->err_step = 0;
   req->err_errno = 0;
   req->err_arg = 0;
+  req->pidfd = -1;
   if (req->flags & (UMH_SETGROUPS | UMH_SETGID | UMH_SETUID)) dumpable = sys1(SYS_prctl, PR_GET_DUMPABLE);
   sys4(SYS_rt_sigprocmask, SIG_SETMASK, &all_signals, &saved_mask, 8);
 
-  long pid = clone_vfork(child_main, &ctx, stack + sizeof stack);
+  long pid = -ENOSYS;
+  if (!(req->flags & UMH_NO_CLONE3)) {
+    struct clone_args_v0 args = {
+        .flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
+        .pidfd = (uint64_t)(uintptr_t)&pidfd,
+        .exit_signal = SIGCHLD,
+        .stack = (uint64_t)(uintptr_t)stack,
+        .stack_size = sizeof stack,
+    };
+    pid = clone3_vfork(child_main, &ctx, &args);
+  }
+  if (pid == -ENOSYS || pid == -EINVAL) { /* no clone3 (before 5.3), or no CLONE_CLEAR_SIGHAND (before 5.5) */
+    ctx.handlers_left = 1;
+    pidfd = -1;
+    pid = clone_vfork(child_main, &ctx, stack + sizeof stack);
+  }
   if (pid < 0) {
     req->err_step = UMH_STEP_CLONE;
     req->err_errno = (int)-pid;
   } else if (req->err_step != 0) {
     while (sys4(SYS_wait4, pid, 0, 0, 0) == -EINTR) {
     }
+    if (pidfd >= 0) sys1(SYS_close, pidfd);
+    pidfd = -1;
   }
+  req->pidfd = pidfd;
   if (dumpable >= 0) sys2(SYS_prctl, PR_SET_DUMPABLE, dumpable);
   sys4(SYS_rt_sigprocmask, SIG_SETMASK, &saved_mask, 0, 8);
   return req->err_step != 0 ? -req->err_errno : (int)pid;

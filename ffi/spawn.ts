@@ -11,6 +11,7 @@ import {
   POSIX_SPAWN_SETPGROUP,
   POSIX_SPAWN_SETSIGDEF,
   POSIX_SPAWN_SETSIGMASK,
+  SIGNALS,
   SIZEOF_POSIX_SPAWN_FILE_ACTIONS_T,
   SIZEOF_POSIX_SPAWNATTR_T,
   SIZEOF_SIGSET_T,
@@ -64,9 +65,11 @@ let devNull = -1;
 const attrs = new Map<string, Uint8Array<ArrayBuffer>>();
 
 /**
- * A spawn attribute object, built once per flag set and reused: every signal
- * back to SIG_DFL (Deno ignores SIGPIPE, and an ignored signal survives exec)
- * and an empty signal mask.
+ * A spawn attribute object, built once per flag set and reused: SIGPIPE back
+ * to SIG_DFL (Deno ignores it for itself, and an ignored signal survives
+ * exec) and an empty signal mask. glibc's child resets every handled signal
+ * on its own; other signals the owner ignores stay ignored, as with
+ * Deno.Command and the trampoline.
  */
 function spawnAttr(extraFlags: number, pgroup: number): Uint8Array<ArrayBuffer> {
   const key = `${extraFlags}:${pgroup}`;
@@ -76,11 +79,12 @@ function spawnAttr(extraFlags: number, pgroup: number): Uint8Array<ArrayBuffer> 
   const action = "Cannot prepare the spawn attributes";
   attr = new Uint8Array(SIZEOF_POSIX_SPAWNATTR_T);
   checkReturned(c.posix_spawnattr_init(attr), action, "posix_spawnattr_init");
-  const all = new Uint8Array(SIZEOF_SIGSET_T);
+  const pipeOnly = new Uint8Array(SIZEOF_SIGSET_T);
   const none = new Uint8Array(SIZEOF_SIGSET_T);
-  c.sigfillset(all);
+  c.sigemptyset(pipeOnly);
+  c.sigaddset(pipeOnly, SIGNALS.SIGPIPE);
   c.sigemptyset(none);
-  checkReturned(c.posix_spawnattr_setsigdefault(attr, all), action, "posix_spawnattr_setsigdefault");
+  checkReturned(c.posix_spawnattr_setsigdefault(attr, pipeOnly), action, "posix_spawnattr_setsigdefault");
   checkReturned(c.posix_spawnattr_setsigmask(attr, none), action, "posix_spawnattr_setsigmask");
   const flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | extraFlags;
   checkReturned(c.posix_spawnattr_setflags(attr, flags), action, "posix_spawnattr_setflags");

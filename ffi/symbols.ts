@@ -54,7 +54,7 @@ export const LIBC_SYMBOLS = {
   posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" }, // attr, const sigset_t *set
   posix_spawnattr_setpgroup: { parameters: ["buffer", "i32"], result: "i32" }, // attr, pid_t pgroup
   sigemptyset: { parameters: ["buffer"], result: "i32" }, // sigset_t *set
-  sigfillset: { parameters: ["buffer"], result: "i32" }, // sigset_t *set
+  sigaddset: { parameters: ["buffer", "i32"], result: "i32" }, // sigset_t *set, int signum
   sigdelset: { parameters: ["buffer", "i32"], result: "i32" }, // sigset_t *set, int signo
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" }, // idtype_t, id_t, siginfo_t *, int options
   kill: { parameters: ["i32", "i32"], result: "i32" }, // pid_t pid, int sig

@@ -13,7 +13,7 @@
 // path, and a closed fd number could later name another file someone
 // dlopens as /proc/self/fd/N.
 //
-// The request is one 96-byte struct with explicit offsets (REQUEST_OFFSETS,
+// The request is one 104-byte struct with explicit offsets (REQUEST_OFFSETS,
 // matched by _Static_asserts in trampoline.c); every buffer it points at is
 // held in a local until the call returns. The call is synchronous, on the
 // JavaScript thread: PR_SET_PDEATHSIG fires when the *thread* that spawned
@@ -113,24 +113,30 @@ export interface TrampolineRequest extends PosixSpawnRequest {
   readonly setsid?: boolean;
   /** Join process group `processGroup`, or 0: a new one led by the helper. Also set by POSIX_SPAWN_SETPGROUP. */
   readonly processGroup?: number;
+  /**
+   * Make the child with clone instead of clone3, as on kernels before 5.5
+   * (the child then resets the owner's handled signals itself). For tests.
+   */
+  readonly legacyClone?: boolean;
+}
+
+/** The started child: its pid, and its pidfd from clone3 (close-on-exec), or -1 where clone3 was not used. */
+export interface TrampolineChild {
+  readonly pid: number;
+  readonly pidfd: number;
 }
 
 // struct umh_spawn_req in blobs/trampoline.c.
-const REQUEST_SIZE = 96;
+const REQUEST_SIZE = 104;
 // deno-fmt-ignore
 const REQUEST_OFFSETS = {
   blobFd: 0, flags: 4, stdio: 8, parentDeathSignal: 20, pgid: 24, uid: 28, gid: 32, groupCount: 36, limitCount: 40,
-  errStep: 44, errErrno: 48, errArg: 52, groups: 56, limits: 64, argv: 72, envp: 80, cwd: 88,
+  errStep: 44, errErrno: 48, errArg: 52, groups: 56, limits: 64, argv: 72, envp: 80, cwd: 88, pidfd: 96,
 } as const;
 // req->flags
-const [UMH_SCRIPT, UMH_SETSID, UMH_SETPGID, UMH_SETGROUPS, UMH_SETGID, UMH_SETUID, UMH_NO_NEW_PRIVS] = [
-  0x01,
-  0x02,
-  0x04,
-  0x08,
-  0x10,
-  0x20,
-  0x40,
+// deno-fmt-ignore
+const [UMH_SCRIPT, UMH_SETSID, UMH_SETPGID, UMH_SETGROUPS, UMH_SETGID, UMH_SETUID, UMH_NO_NEW_PRIVS, UMH_NO_CLONE3] = [
+  0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80,
 ];
 const MAX_ID = 0xffff_fffe; // (uid_t)-1 means "unchanged" to setresuid
 const NGROUPS_MAX = 65536;
@@ -241,12 +247,13 @@ function limitValue(name: string, value: number | bigint): bigint {
 }
 
 /**
- * Starts the child through the trampoline and returns its pid. Throws
- * `TypeError` for an invalid request and `SpawnError` naming the step that
- * failed (`setresuid`, `prlimit64`, `execveat`, ...) and its errno; a child
- * that failed has already been reaped.
+ * Starts the child through the trampoline: its pid, and the pidfd the caller
+ * now owns (or -1). Throws `TypeError` for an invalid request and
+ * `SpawnError` naming the step that failed (`setresuid`, `prlimit64`,
+ * `execveat`, ...) and its errno; a child that failed has already been reaped
+ * and its pidfd closed.
  */
-export function trampolineSpawn(req: TrampolineRequest, action: string): number {
+export function trampolineSpawn(req: TrampolineRequest, action: string): TrampolineChild {
   const spawn = umhSpawn ??= openTrampoline();
   const { flags, pgid } = setupFlags(req, action);
   const groups = new Uint32Array((req.groups ?? []).map((g, i) => checkId(g, `groups[${i}]`)));
@@ -282,7 +289,7 @@ export function trampolineSpawn(req: TrampolineRequest, action: string): number 
   const pid = spawn(request);
   // Keep every buffer the struct points at alive until here.
   void [groups, limits, req.argv.strings, req.argv.pointers, req.envp?.strings, req.envp?.pointers, req.cwd];
-  if (pid > 0) return pid;
+  if (pid > 0) return { pid, pidfd: view.getInt32(o.pidfd, true) };
   throw spawnError(action, req.isScript);
 }
 
@@ -302,6 +309,7 @@ function setupFlags(req: TrampolineRequest, action: string): { flags: number; pg
   if (req.groups !== undefined) flags |= UMH_SETGROUPS;
   if (req.gid !== undefined) flags |= UMH_SETGID;
   if (req.noNewPrivileges === true) flags |= UMH_NO_NEW_PRIVS;
+  if (req.legacyClone === true) flags |= UMH_NO_CLONE3;
   return { flags, pgid };
 }
 

@@ -1,9 +1,9 @@
 // Starting one helper: options → argv/envp/pipes → posix_spawn → handle.
 
-import { O_CLOEXEC, POSIX_SPAWN_SETPGROUP } from "../ffi/constants.ts";
+import { O_CLOEXEC, P_PID, P_PIDFD, POSIX_SPAWN_SETPGROUP, SIGNALS } from "../ffi/constants.ts";
 import { cString } from "../ffi/c_string.ts";
 import { ENOEXEC, SpawnError } from "../ffi/errno.ts";
-import { close, pidfdOpen, pipe2, setNonblocking } from "../ffi/libc.ts";
+import { close, pidfdOpen, pipe2, sendSignal, setNonblocking, waitid } from "../ffi/libc.ts";
 import { type CStringArray, cStringArray } from "../ffi/pointer.ts";
 import { type ChildFd, environEntries, posixSpawn, type PosixSpawnRequest } from "../ffi/spawn.ts";
 import {
@@ -158,9 +158,8 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
     childEnds.push(child);
     return [parent, child];
   });
-  let pid: number;
+  let child: { pid: number; pidfd: number };
   try {
-    for (const end of parentEnds) setNonblocking(end);
     const request: PosixSpawnRequest = {
       blobFd,
       isScript: blob.isScript,
@@ -174,9 +173,10 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
     // The trampoline is the faster path (bench/trampoline_compare.ts) and the
     // only one that can do child-side setup; posix_spawn serves where it
     // cannot load (no executable mapping allowed), or with UMH_SPAWN=posix_spawn.
-    pid = setup === null && !trampolineByDefault()
-      ? posixSpawn(request, action)
-      : trampolineSpawn({ ...request, ...setup }, action);
+    const path = spawnPath();
+    child = setup === null && path === "posix_spawn"
+      ? { pid: posixSpawn(request, action), pidfd: -1 }
+      : trampolineSpawn({ ...request, ...setup, legacyClone: path === "clone" }, action);
   } catch (error) {
     for (const end of parentEnds) close(end);
     const detail = execFailureDetail(error, blob, blobFd, options.cwd !== undefined);
@@ -189,8 +189,32 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
     // The child has its copies; ours must go now, or the readers never see EOF.
     for (const end of childEnds) close(end);
   }
-  const pidfd = pidfdOpen(pid);
-  return { pid, pidfd: pidfd >= 0 ? pidfd : -1, stdin: ends[0]![0], stdout: ends[1]![0], stderr: ends[2]![0] };
+  // Only now: the child is running its own program (or starting it) while
+  // these calls run, so they cost it nothing. O_NONBLOCK is set on the
+  // owner's open file descriptions only; the helper's ends are other ones.
+  const pidfd = child.pidfd >= 0 ? child.pidfd : pidfdOpen(child.pid);
+  try {
+    for (const end of parentEnds) setNonblocking(end);
+  } catch (error) {
+    // Cannot happen for a fresh pipe; should it, no handle would own the child.
+    abandon(child.pid, pidfd, parentEnds);
+    throw error;
+  }
+  return {
+    pid: child.pid,
+    pidfd: pidfd >= 0 ? pidfd : -1,
+    stdin: ends[0]![0],
+    stdout: ends[1]![0],
+    stderr: ends[2]![0],
+  };
+}
+
+/** Kills and reaps a child no handle will own, and closes its pipes. */
+function abandon(pid: number, pidfd: number, ends: readonly number[]): void {
+  sendSignal(pidfd, pid, SIGNALS.SIGKILL);
+  waitid(pidfd >= 0 ? P_PIDFD : P_PID, pidfd >= 0 ? pidfd : pid, 0, "Cannot reap an abandoned helper", true);
+  if (pidfd >= 0) close(pidfd);
+  for (const end of ends) close(end);
 }
 
 /** What an exec failure means where its errno alone would mislead, or null. */
@@ -235,11 +259,20 @@ function argvFor(argv0: string, args: string[] | undefined): CStringArray {
   return argv;
 }
 
-let defaultPath: boolean | undefined;
+type SpawnPath = "trampoline" | "clone" | "posix_spawn";
+let defaultPath: SpawnPath | undefined;
 
-/** Whether plain spawns use the trampoline: yes where it loads, unless `UMH_SPAWN=posix_spawn` is set. */
-function trampolineByDefault(): boolean {
-  return defaultPath ??= environEntries().includes("UMH_SPAWN=posix_spawn") ? false : trampolineAvailable();
+/**
+ * How plain spawns start a helper: through the trampoline where it loads
+ * (with clone3), unless `UMH_SPAWN=posix_spawn` asks for glibc's posix_spawn
+ * or `UMH_SPAWN=clone` for the trampoline's path for kernels without clone3.
+ * Setup options always take the trampoline.
+ */
+function spawnPath(): SpawnPath {
+  if (defaultPath !== undefined) return defaultPath;
+  const env = environEntries();
+  if (env.includes("UMH_SPAWN=posix_spawn") || !trampolineAvailable()) return defaultPath = "posix_spawn";
+  return defaultPath = env.includes("UMH_SPAWN=clone") ? "clone" : "trampoline";
 }
 
 function cwdPath(cwd: string | URL): string {

@@ -209,7 +209,12 @@ export interface Traced {
  * `strace -f -qq -e trace=<syscalls>`, with a private, empty DENO_DIR so
  * Deno's own cache writes are recognisable, in a temp dir removed afterwards.
  */
-export async function straceDeno(source: string, syscalls: string, args: string[] = []): Promise<Traced> {
+export async function straceDeno(
+  source: string,
+  syscalls: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<Traced> {
   const dir = await Deno.makeTempDir({ prefix: "umh-strace-" });
   try {
     const child = `${dir}/child.mjs`;
@@ -219,7 +224,7 @@ export async function straceDeno(source: string, syscalls: string, args: string[
     await Deno.mkdir(denoDir);
     const out = await new Deno.Command("strace", {
       args: ["-f", "-qq", "-e", `trace=${syscalls}`, "-o", trace, Deno.execPath(), "run", "-A", child, ...args],
-      env: { DENO_DIR: denoDir, NO_COLOR: "1" },
+      env: { ...env, DENO_DIR: denoDir, NO_COLOR: "1" },
       stdin: "null",
     }).output();
     return {
