@@ -3,6 +3,7 @@
 import { EPOLLIN, P_PID, P_PIDFD, SIGNALS } from "../ffi/constants.ts";
 import { ECHILD, ESRCH, SyscallError } from "../ffi/errno.ts";
 import { close, sendSignal, waitid } from "../ffi/libc.ts";
+import { lazyWatches as lazyWatchSet } from "./lazy_watch.ts";
 import { forgetLive, registerLive } from "./owner_exit.ts";
 import { PipeEnd } from "./pipe.ts";
 import { thePoller } from "./poller.ts";
@@ -11,6 +12,19 @@ import { type HelperOutput, type HelperStatus, joinChunks, outputOf, signalNumbe
 /** How long `[Symbol.asyncDispose]` waits after SIGTERM before SIGKILL. */
 export const DISPOSE_GRACE_MS = 500;
 const NO_PIDFD_POLL_MS = 5;
+
+/**
+ * A helper with a piped stdout is not watched through the poller at first:
+ * its exit usually shows as EOF on stdout, which the reactor delivers
+ * without a thread hop (lib/reactor.ts), and the poller's pool thread would
+ * compete with a starting helper for a CPU. The watch starts at once when
+ * something waits for the exit (`status`, dispose), when EOF comes before
+ * the exit, and for every helper still running after this long, so that a
+ * helper whose stdout nobody reads, or whose stdout a grandchild holds
+ * open, is still reaped and still keeps the program alive.
+ */
+const LAZY_WATCH_MS = 10;
+const lazyWatches = lazyWatchSet(LAZY_WATCH_MS);
 
 /** @internal What spawn hands to the handle. */
 export interface HelperInit {
@@ -58,6 +72,9 @@ export class UsermodeHelper implements AsyncDisposable {
   #refed = true;
   #exited: HelperStatus | null = null;
   readonly #status: Promise<HelperStatus>;
+  readonly #settle: (status: HelperStatus) => void;
+  #watching = false;
+  #finished = false;
   readonly #pipes: { stdin: PipeEnd | null; stdout: PipeEnd | null; stderr: PipeEnd | null };
   #stdin: WritableStream<Uint8Array> | undefined;
   #stdout: ReadableStream<Uint8Array<ArrayBuffer>> | undefined;
@@ -88,7 +105,11 @@ export class UsermodeHelper implements AsyncDisposable {
     this.#abort = init.signal;
     this.#abort?.addEventListener("abort", this.#onAbort, { once: true });
     if (!this.#detached) registerLive(this);
-    this.#status = this.#watchExit();
+    const { promise, resolve } = Promise.withResolvers<HelperStatus>();
+    this.#status = promise;
+    this.#settle = resolve;
+    if (this.#pipes.stdout === null) this.#watch();
+    else lazyWatches.add(this);
   }
 
   /** The helper's process id. */
@@ -124,6 +145,7 @@ export class UsermodeHelper implements AsyncDisposable {
 
   /** Resolves once the helper has exited and been reaped. Never rejects. */
   get status(): Promise<HelperStatus> {
+    this.#watch();
     return this.#status;
   }
 
@@ -155,13 +177,19 @@ export class UsermodeHelper implements AsyncDisposable {
 
   /** Lets this helper keep the program alive until it exits (the default). */
   ref(): void {
-    this.#refed = true;
-    thePoller().refresh();
+    this.#setRefed(true);
   }
 
   /** Lets the program exit while this helper runs; `status` and reads still work meanwhile. */
   unref(): void {
-    this.#refed = false;
+    this.#setRefed(false);
+  }
+
+  #setRefed(refed: boolean): void {
+    this.#refed = refed;
+    this.#pipes.stdout?.refChanged();
+    this.#pipes.stderr?.refChanged();
+    lazyWatches.refChanged(this);
     thePoller().refresh();
   }
 
@@ -172,6 +200,7 @@ export class UsermodeHelper implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     this.#pipes.stdin?.close();
     if (this.#exited === null) {
+      this.#watch();
       this.#signal(SIGNALS.SIGTERM);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, DISPOSE_GRACE_MS));
@@ -192,8 +221,16 @@ export class UsermodeHelper implements AsyncDisposable {
     }
   }
 
+  /** Starts watching the exit through the poller (pidfd), once. */
+  #watch(): void {
+    if (this.#watching || this.#finished) return;
+    this.#watching = true;
+    lazyWatches.delete(this);
+    void this.#watchExit();
+  }
+
   /** Waits for the exit through the poller (pidfd) and reaps exactly this child. */
-  async #watchExit(): Promise<HelperStatus> {
+  async #watchExit(): Promise<void> {
     while (this.#exited === null) {
       if (this.#pidfd >= 0) await thePoller().wait(this.#pidfd, EPOLLIN, this);
       else {
@@ -204,7 +241,15 @@ export class UsermodeHelper implements AsyncDisposable {
       }
       this.#tryReap();
     }
+    this.#finish();
+  }
+
+  /** Once reaped: closes the pidfd, drops every registration and resolves `status`. */
+  #finish(): void {
     const status = this.#exited;
+    if (this.#finished || status === null) return;
+    this.#finished = true;
+    lazyWatches.delete(this);
     if (this.#pidfd >= 0) {
       thePoller().forget(this.#pidfd, true);
       close(this.#pidfd);
@@ -212,7 +257,12 @@ export class UsermodeHelper implements AsyncDisposable {
     }
     this.#abort?.removeEventListener("abort", this.#onAbort);
     forgetLive(this);
-    return status;
+    this.#settle(status);
+  }
+
+  /** @internal For the lazy watch: starts the poller's watch if the helper still runs. */
+  watchNow(): void {
+    this.#watch();
   }
 
   /** @internal Synchronous last-resort stop at owner exit: SIGKILL by pidfd. */
@@ -220,16 +270,26 @@ export class UsermodeHelper implements AsyncDisposable {
     if (this.#exited === null) sendSignal(this.#pidfd, this.#pid, signo);
   }
 
-  /** Reaps now if the helper has already exited, waking the exit watcher. */
+  /**
+   * At EOF on an output pipe: reaps now if the helper has exited (it usually
+   * just has), else starts the poller's watch.
+   */
   #reapIfExited(): void {
-    if (this.#exited !== null || this.#pidfd < 0) return;
+    if (this.#finished) return;
     this.#tryReap();
-    if (this.#exited !== null) thePoller().forget(this.#pidfd); // resolves #watchExit's wait
+    if (this.#exited !== null) {
+      // A pending #watchExit wait resolves at forget() and finds the status set.
+      if (this.#watching && this.#pidfd >= 0) thePoller().forget(this.#pidfd);
+      this.#finish();
+    } else {
+      this.#watch();
+    }
   }
 
   /** @internal For owner-exit cleanup: reap without the poller. Returns true once reaped. */
   reapNow(): boolean {
     this.#tryReap();
+    if (this.#exited !== null) this.#finish();
     return this.#exited !== null;
   }
 

@@ -1,14 +1,18 @@
 // The owner's end of one pipe to or from a helper, as a web stream.
 //
 // The fd is non-blocking (on the owner's open file description only: the
-// helper's end stays blocking). Reads and writes are synchronous FFI calls that
-// either make progress or report EAGAIN, in which case the one poller is asked
-// to say when the fd is ready. No thread is held per pipe.
+// helper's end stays blocking). Writes, and reads of bulk data, are
+// synchronous FFI calls that either make progress or report EAGAIN, in which
+// case the one poller is asked to say when the fd is ready. Messages (reads
+// into a default reader until data flows in bulk) come through Deno's own
+// reactor instead (lib/reactor.ts), which wakes the JavaScript thread without
+// a second thread in between. No thread is held per pipe either way.
 
 import { EPOLLIN, EPOLLOUT, F_SETPIPE_SZ } from "../ffi/constants.ts";
 import { EPIPE, SyscallError } from "../ffi/errno.ts";
 import { close, fcntl, prefault, readSome, writeSome } from "../ffi/libc.ts";
 import { thePoller, type WaitOwner } from "./poller.ts";
+import { ReactorReader } from "./reactor.ts";
 
 const FIRST_READ_SIZE = 64 * 1024;
 /** Pipes grow to this once they are seen full, and reads grow to match. */
@@ -44,6 +48,8 @@ export class PipeEnd {
   #bulk = false;
   #readSize = FIRST_READ_SIZE;
   #scratch: Uint8Array<ArrayBuffer> | undefined;
+  /** Reads through Deno's reactor: undefined until the first read, null once left or refused. */
+  #reactor: ReactorReader | null | undefined;
 
   /** Takes ownership of `fd`. `label` names the pipe in errors: `stdout of "cat" (pid 42)`. */
   constructor(fd: number, owner: WaitOwner, label: string, onEof?: () => void) {
@@ -63,8 +69,14 @@ export class PipeEnd {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
+    this.#leaveReactor();
     thePoller().forget(fd, true);
     close(fd);
+  }
+
+  /** Follows the owner's ref()/unref() for a read pending in the reactor. */
+  refChanged(): void {
+    this.#reactor?.setRefed(this.#owner.refed);
   }
 
   /** A byte stream of everything the helper writes; closes the fd at EOF or cancel. */
@@ -94,6 +106,12 @@ export class PipeEnd {
    * (in `into` when given), or `null` at EOF, after which the fd is closed.
    */
   async read(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
+    if (into === undefined && !this.#bulk && this.#reactor !== null) {
+      const chunk = await this.#readReactor();
+      if (chunk !== undefined) return chunk;
+    }
+    // A BYOB read goes straight into the caller's buffer, which the reactor cannot do.
+    if (into !== undefined) this.#leaveReactor();
     for (;;) {
       if (this.#fd < 0) return null;
       const target = into ?? (this.#bulk ? (this.#scratch ??= freshBuffer(this.#readSize)) : SHARED_SCRATCH);
@@ -120,6 +138,42 @@ export class PipeEnd {
       }
       return this.#takeScratch(n);
     }
+  }
+
+  /**
+   * One message through the reactor: a copy of what one read got, or `null`
+   * at EOF (the fd is closed then), or `undefined` where the reactor cannot
+   * take this pipe. A read that fills the reactor's buffer means bulk data:
+   * the pipe then leaves the reactor for reads of its own.
+   */
+  async #readReactor(): Promise<Uint8Array<ArrayBuffer> | null | undefined> {
+    let reactor = this.#reactor;
+    if (reactor === undefined) {
+      if (this.#fd < 0) return null;
+      reactor = this.#reactor = ReactorReader.open(this.#fd, FIRST_READ_SIZE, this.#label);
+      if (reactor === null) return undefined;
+    }
+    if (reactor === null) return undefined;
+    reactor.setRefed(this.#owner.refed);
+    const n = await reactor.read();
+    if (this.#fd < 0) return null; // closed meanwhile (cancel)
+    if (n === null) {
+      this.close();
+      this.#onEof?.();
+      return null;
+    }
+    const chunk = reactor.buffer.slice(0, n);
+    if (n === reactor.buffer.length) {
+      this.#leaveReactor();
+      this.#bulk = true;
+      this.#grow();
+    }
+    return chunk;
+  }
+
+  #leaveReactor(): void {
+    this.#reactor?.close();
+    this.#reactor = null;
   }
 
   /**

@@ -1,0 +1,167 @@
+// Reads of a pipe through Deno's own event loop instead of the poller.
+//
+// The poller's epoll_wait runs on one of Deno's blocking-pool threads, so a
+// helper's reply travels helper -> pool thread -> JavaScript thread: one
+// extra thread wake-up per message, about 50 µs on a VM, and the pool thread
+// competes with the helper for a CPU while it starts. `node:net` can adopt a
+// pipe fd (`new net.Socket({ fd })`, a public Node API that Deno implements
+// natively): the fd then sits in the reactor the JavaScript thread itself
+// sleeps in, and the helper's write wakes that thread directly, as a
+// Deno.Command child's does. Reads go into a buffer of ours (`onread`), one
+// read per request: after each chunk the socket pauses until asked again, so
+// nothing is read that nobody asked for.
+//
+// The socket gets a duplicate of the pipe fd, so the pipe end can leave the
+// reactor at any moment (PipeEnd does for bulk data and BYOB reads, where
+// its own 1 MiB reads are faster) and keep reading from its own fd.
+//
+// `node:net` is loaded on first use (it costs start-up time and memory that
+// a program that never reads a helper should not pay). Where it cannot adopt
+// the fd (another runtime version, no `process`), the pipe stays with the
+// poller, and so do all later ones.
+
+import { F_DUPFD_CLOEXEC } from "../ffi/constants.ts";
+import { SyscallError } from "../ffi/errno.ts";
+import { close, fcntl } from "../ffi/libc.ts";
+import { environEntries } from "../ffi/spawn.ts";
+
+interface NodeSocket {
+  on(event: "end" | "close", listener: () => void): void;
+  on(event: "error", listener: (error: Error & { errno?: number }) => void): void;
+  resume(): void;
+  destroy(): void;
+  ref(): void;
+  unref(): void;
+}
+
+interface NodeNet {
+  Socket: new (options: {
+    fd: number;
+    readable: boolean;
+    writable: boolean;
+    onread: { buffer: Uint8Array; callback: (bytes: number) => boolean };
+  }) => NodeSocket;
+}
+
+let net: NodeNet | null | undefined;
+let disabled = false;
+
+/** `node:net`, or null where it cannot be had; `UMH_READER=poller` turns the reactor off. */
+function nodeNet(): NodeNet | null {
+  if (net !== undefined) return net;
+  // Read from environ itself: Deno.env would need (or prompt for) --allow-env.
+  if (environEntries().includes("UMH_READER=poller")) return net = null;
+  try {
+    const process = (globalThis as { process?: { getBuiltinModule?(id: string): unknown } }).process;
+    const loaded = process?.getBuiltinModule?.("node:net") as NodeNet | undefined;
+    return net = typeof loaded?.Socket === "function" ? loaded : null;
+  } catch {
+    return net = null; // on purpose: the poller serves instead
+  }
+}
+
+/** One chunk: `bytes` bytes at the start of the reader's buffer, valid until the next `read()`. */
+export type ReactorChunk = number | null;
+
+/** The read side of one pipe end in Deno's reactor. `close()` is idempotent. */
+export class ReactorReader {
+  readonly #socket: NodeSocket;
+  readonly #label: string;
+  /** Where every read lands; a chunk is valid until the next read is asked for. */
+  readonly buffer: Uint8Array<ArrayBuffer>;
+  #waiting: PromiseWithResolvers<ReactorChunk> | null = null;
+  #ended = false;
+  #failure: SyscallError | null = null;
+  #closed = false;
+  #paused = false;
+  #refed = true;
+
+  private constructor(socket: NodeSocket, buffer: Uint8Array<ArrayBuffer>, label: string) {
+    this.#socket = socket;
+    this.buffer = buffer;
+    this.#label = label;
+    socket.on("end", () => this.#finish(null));
+    socket.on("close", () => this.#finish(null));
+    socket.on("error", (error) => {
+      const errno = typeof error.errno === "number" ? Math.abs(error.errno) : 5; /* EIO */
+      this.#finish(new SyscallError(`Cannot read the ${this.#label}`, "read", errno, { cause: error }));
+    });
+  }
+
+  /**
+   * A reader for a duplicate of `fd` (which stays the caller's), reading into
+   * a buffer of `size` bytes, or null where the reactor cannot take the pipe.
+   * It starts reading at once: call `read()` straight away.
+   */
+  static open(fd: number, size: number, label: string): ReactorReader | null {
+    if (disabled) return null;
+    const nodeNetModule = nodeNet();
+    if (nodeNetModule === null) return null;
+    const copy = fcntl(fd, F_DUPFD_CLOEXEC, 3, `Cannot read the ${label}`);
+    const buffer = new Uint8Array(size);
+    let reader: ReactorReader | null = null;
+    try {
+      const socket = new nodeNetModule.Socket({
+        fd: copy,
+        readable: true,
+        writable: false,
+        onread: { buffer, callback: (bytes: number): boolean => reader!.#chunk(bytes) },
+      });
+      reader = new ReactorReader(socket, buffer, label);
+      return reader;
+    } catch {
+      // This runtime cannot adopt a pipe fd: the poller serves this pipe and every later one.
+      disabled = true;
+      close(copy);
+      return null;
+    }
+  }
+
+  /** The next chunk's length, or null at EOF. Rejects with SyscallError on a read error. */
+  read(): Promise<ReactorChunk> {
+    if (this.#waiting !== null) throw new TypeError(`Cannot read the ${this.#label}: a read is already pending`);
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    if (this.#ended || this.#closed) return Promise.resolve(null);
+    this.#waiting = Promise.withResolvers<ReactorChunk>();
+    if (this.#paused) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+    return this.#waiting.promise;
+  }
+
+  /** Keeps the program alive while a read is pending (the default), or not. */
+  setRefed(refed: boolean): void {
+    if (refed === this.#refed || this.#closed) return;
+    this.#refed = refed;
+    if (refed) this.#socket.ref();
+    else this.#socket.unref();
+  }
+
+  /** Takes the pipe out of the reactor and closes the duplicate fd; a pending read resolves with null. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.destroy();
+    this.#finish(null);
+  }
+
+  #chunk(bytes: number): boolean {
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    // Pause until the next read() asks: the buffer is reused for the next chunk.
+    this.#paused = true;
+    waiting?.resolve(bytes);
+    return false;
+  }
+
+  #finish(result: SyscallError | null): void {
+    if (result !== null) this.#failure ??= result;
+    else this.#ended = true;
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    if (waiting === null) return;
+    if (this.#failure !== null) waiting.reject(this.#failure);
+    else waiting.resolve(null);
+  }
+}
