@@ -1,22 +1,27 @@
-// Both spawn paths pass the core tests: the trampoline (the default where it
-// loads) and glibc's posix_spawn (the fallback, chosen with UMH_SPAWN).
+// Every spawn path passes the core tests: the trampoline with clone3 (the
+// default where it loads), its clone path for kernels without clone3
+// (UMH_SPAWN=clone) and glibc's posix_spawn (the fallback, UMH_SPAWN=posix_spawn);
+// so do reads through the poller alone (UMH_READER=poller), the path where
+// node:net cannot adopt a pipe fd.
 
 import assert from "node:assert/strict";
 
-const CORE_TESTS = ["helper_test.ts", "command_test.ts", "bad_blob_test.ts", "blob_test.ts"]
+const CORE_TESTS = ["helper_test.ts", "command_test.ts", "bad_blob_test.ts", "blob_test.ts", "reactor_test.ts"]
   .map((name) => new URL(name, import.meta.url).pathname);
 
-Deno.test("posix_spawn path (UMH_SPAWN=posix_spawn) passes the core helper, command and bad-blob tests", async () => {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["test", "-A", "--unstable-raw-imports", ...CORE_TESTS],
-    env: { UMH_SPAWN: "posix_spawn", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const out = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
-  assert.equal(code, 0, out.slice(-4000));
-  assert.match(out, /ok \| \d+ passed \| 0 failed/);
-});
+for (const [name, value] of [["UMH_SPAWN", "posix_spawn"], ["UMH_SPAWN", "clone"], ["UMH_READER", "poller"]]) {
+  Deno.test(`${name}=${value} passes the core helper, command and bad-blob tests`, async () => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "-A", "--unstable-raw-imports", ...CORE_TESTS],
+      env: { [name!]: value!, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const out = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+    assert.equal(code, 0, out.slice(-4000));
+    assert.match(out, /ok \| \d+ passed \| 0 failed/);
+  });
+}
 
 Deno.test("the spawn path in use reports its own exec call for an unexecutable blob", async () => {
   const script = `
