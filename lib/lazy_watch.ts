@@ -65,21 +65,18 @@ class LazyWatches {
   };
 
   /**
-   * One timer, due when the oldest entry turns `delayMs` old (it may fire
-   * early, after the oldest left: it then waits for the next), ref'd while
-   * any entry is.
+   * One timer, due when the oldest entry turns `delayMs` old, ref'd while any
+   * entry is. It is not cleared when the set empties, only unref'd: helpers
+   * started back to back then reuse it (it may fire early, after the oldest
+   * left, and then waits for the next).
    */
   #schedule(): void {
     const oldest = this.#entries.values().next().value;
-    if (oldest === undefined) {
-      if (this.#timer !== undefined) clearTimeout(this.#timer);
-      this.#timer = undefined;
-      return;
-    }
-    if (this.#timer === undefined) {
+    if (oldest !== undefined && this.#timer === undefined) {
       this.#timer = setTimeout(this.#fire, Math.max(0, oldest.since + this.#delayMs - performance.now()));
       this.#timerRefed = true;
     }
+    if (this.#timer === undefined) return;
     const refed = this.#refedCount > 0;
     if (refed !== this.#timerRefed) {
       if (refed) Deno.refTimer(this.#timer);

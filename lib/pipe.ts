@@ -48,7 +48,10 @@ export class PipeEnd {
   #bulk = false;
   #readSize = FIRST_READ_SIZE;
   #scratch: Uint8Array<ArrayBuffer> | undefined;
-  /** Reads through Deno's reactor: undefined until the first read, null once left or refused. */
+  /**
+   * Reads through Deno's reactor, which then owns the fd: undefined until
+   * the first read, null once left or refused.
+   */
   #reactor: ReactorReader | null | undefined;
 
   /** Takes ownership of `fd`. `label` names the pipe in errors: `stdout of "cat" (pid 42)`. */
@@ -69,7 +72,11 @@ export class PipeEnd {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    this.#leaveReactor();
+    if (this.#reactor) {
+      this.#reactor.close(); // the reactor owns the fd and closes it
+      this.#reactor = null;
+      return;
+    }
     thePoller().forget(fd, true);
     close(fd);
   }
@@ -83,22 +90,82 @@ export class PipeEnd {
   readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
     return new ReadableStream({
       type: "bytes",
-      pull: async (controller) => {
+      pull: (controller) => {
         const request = controller.byobRequest;
-        const view = request?.view;
-        const target = view ? new Uint8Array(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength) : undefined;
-        const chunk = await this.read(target);
-        if (chunk === null) {
-          controller.close();
-          request?.respond(0);
-        } else if (request) {
-          request.respond(chunk.length);
-        } else {
-          controller.enqueue(chunk);
+        if (request === null) {
+          const reactor = this.#reactorForRead();
+          if (reactor !== null) return this.#pullReactor(reactor, controller);
         }
+        return this.#pull(controller, request);
       },
       cancel: () => this.close(),
     });
+  }
+
+  async #pull(controller: ReadableByteStreamController, request: ReadableStreamBYOBRequest | null): Promise<void> {
+    const view = request?.view;
+    const target = view ? new Uint8Array(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength) : undefined;
+    const chunk = await this.read(target);
+    if (chunk === null) {
+      controller.close();
+      request?.respond(0);
+    } else if (request) {
+      request.respond(chunk.length);
+    } else {
+      controller.enqueue(chunk);
+    }
+  }
+
+  /**
+   * One message through the reactor, with one promise hop: a reply on the
+   * way to a waiting reader is the latency every request pays. A chunk that
+   * fills the reactor's buffer means bulk data: the pipe then leaves the
+   * reactor for reads of its own.
+   */
+  #pullReactor(reactor: ReactorReader, controller: ReadableByteStreamController): Promise<void> {
+    return reactor.read().then((chunk) => {
+      if (this.#reactor !== reactor) {
+        // close() came first: dispose ends the stream; after cancel() the
+        // stream is closed already and these throw TypeError, on purpose ignored.
+        try {
+          if (chunk !== null) controller.enqueue(chunk);
+          controller.close();
+        } catch {
+          // cancelled: nobody reads any more
+        }
+        return;
+      }
+      if (chunk === null) {
+        this.#eofInReactor();
+        controller.close();
+        return;
+      }
+      if (chunk.length === reactor.size) {
+        this.#leaveReactor();
+        this.#bulk = true;
+        this.#grow();
+      }
+      controller.enqueue(chunk);
+    });
+  }
+
+  /** The reactor to read this pipe through, opened on the first read; null where the FFI reads serve. */
+  #reactorForRead(): ReactorReader | null {
+    if (this.#reactor === undefined) {
+      this.#reactor = this.#fd < 0 || this.#bulk ? null : ReactorReader.open(this.#fd, FIRST_READ_SIZE, this.#label);
+      this.#reactor?.setRefed(this.#owner.refed);
+    }
+    return this.#reactor;
+  }
+
+  /**
+   * EOF through the reactor. The socket would close the fd by itself a tick
+   * later; closing it now means nothing is left open once the reader, or
+   * `status`, or `output()` has seen the end.
+   */
+  #eofInReactor(): void {
+    this.close();
+    this.#onEof?.();
   }
 
   /**
@@ -106,9 +173,22 @@ export class PipeEnd {
    * (in `into` when given), or `null` at EOF, after which the fd is closed.
    */
   async read(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
-    if (into === undefined && !this.#bulk && this.#reactor !== null) {
-      const chunk = await this.#readReactor();
-      if (chunk !== undefined) return chunk;
+    if (into === undefined && this.#reactor !== null) {
+      const reactor = this.#reactorForRead();
+      if (reactor !== null) {
+        const chunk = await reactor.read();
+        if (this.#reactor !== reactor) return chunk ?? (this.#fd < 0 ? null : this.read());
+        if (chunk === null) {
+          this.#eofInReactor();
+          return null;
+        }
+        if (chunk.length === reactor.size) {
+          this.#leaveReactor();
+          this.#bulk = true;
+          this.#grow();
+        }
+        return chunk;
+      }
     }
     // A BYOB read goes straight into the caller's buffer, which the reactor cannot do.
     if (into !== undefined) this.#leaveReactor();
@@ -140,40 +220,11 @@ export class PipeEnd {
     }
   }
 
-  /**
-   * One message through the reactor: a copy of what one read got, or `null`
-   * at EOF (the fd is closed then), or `undefined` where the reactor cannot
-   * take this pipe. A read that fills the reactor's buffer means bulk data:
-   * the pipe then leaves the reactor for reads of its own.
-   */
-  async #readReactor(): Promise<Uint8Array<ArrayBuffer> | null | undefined> {
-    let reactor = this.#reactor;
-    if (reactor === undefined) {
-      if (this.#fd < 0) return null;
-      reactor = this.#reactor = ReactorReader.open(this.#fd, FIRST_READ_SIZE, this.#label);
-      if (reactor === null) return undefined;
-    }
-    if (reactor === null) return undefined;
-    reactor.setRefed(this.#owner.refed);
-    const n = await reactor.read();
-    if (this.#fd < 0) return null; // closed meanwhile (cancel)
-    if (n === null) {
-      this.close();
-      this.#onEof?.();
-      return null;
-    }
-    const chunk = reactor.buffer.slice(0, n);
-    if (n === reactor.buffer.length) {
-      this.#leaveReactor();
-      this.#bulk = true;
-      this.#grow();
-    }
-    return chunk;
-  }
-
+  /** Reads with FFI calls from now on, from a duplicate of the fd the reactor gives back. */
   #leaveReactor(): void {
-    this.#reactor?.close();
+    const reactor = this.#reactor;
     this.#reactor = null;
+    if (reactor && this.#fd >= 0) this.#fd = reactor.leave(this.#fd);
   }
 
   /**

@@ -11,9 +11,10 @@
 // read per request: after each chunk the socket pauses until asked again, so
 // nothing is read that nobody asked for.
 //
-// The socket gets a duplicate of the pipe fd, so the pipe end can leave the
-// reactor at any moment (PipeEnd does for bulk data and BYOB reads, where
-// its own 1 MiB reads are faster) and keep reading from its own fd.
+// The socket owns the pipe fd while the pipe is in the reactor: at EOF and
+// at close() it closes the fd itself. To leave the reactor (PipeEnd does for
+// bulk data and BYOB reads, where its own 1 MiB reads are faster), the pipe
+// end takes a duplicate first (`leave()`) and reads that from then on.
 //
 // `node:net` is loaded on first use (it costs start-up time and memory that
 // a program that never reads a helper should not pay). Where it cannot adopt
@@ -22,10 +23,11 @@
 
 import { F_DUPFD_CLOEXEC } from "../ffi/constants.ts";
 import { SyscallError } from "../ffi/errno.ts";
-import { close, fcntl } from "../ffi/libc.ts";
+import { fcntl } from "../ffi/libc.ts";
 import { environEntries } from "../ffi/spawn.ts";
 
 interface NodeSocket {
+  push(chunk: unknown, encoding?: string): boolean;
   on(event: "end" | "close", listener: () => void): void;
   on(event: "error", listener: (error: Error & { errno?: number }) => void): void;
   resume(): void;
@@ -60,15 +62,15 @@ function nodeNet(): NodeNet | null {
   }
 }
 
-/** One chunk: `bytes` bytes at the start of the reader's buffer, valid until the next `read()`. */
-export type ReactorChunk = number | null;
+/** One chunk: a copy of what one read got (the buffer is reused at once), or null at EOF. */
+export type ReactorChunk = Uint8Array<ArrayBuffer> | null;
 
 /** The read side of one pipe end in Deno's reactor. `close()` is idempotent. */
 export class ReactorReader {
   readonly #socket: NodeSocket;
   readonly #label: string;
-  /** Where every read lands; a chunk is valid until the next read is asked for. */
-  readonly buffer: Uint8Array<ArrayBuffer>;
+  /** Where every read lands; each chunk is copied out in the read's own callback. */
+  readonly #buffer: Uint8Array<ArrayBuffer>;
   #waiting: PromiseWithResolvers<ReactorChunk> | null = null;
   #ended = false;
   #failure: SyscallError | null = null;
@@ -78,8 +80,15 @@ export class ReactorReader {
 
   private constructor(socket: NodeSocket, buffer: Uint8Array<ArrayBuffer>, label: string) {
     this.#socket = socket;
-    this.buffer = buffer;
+    this.#buffer = buffer;
     this.#label = label;
+    // EOF is known when the socket pushes null, synchronously with the read
+    // that returned 0; "end" follows a tick later (and stays as a fallback).
+    const push = socket.push;
+    socket.push = (chunk: unknown, encoding?: string): boolean => {
+      if (chunk === null) this.#finish(null);
+      return push.call(socket, chunk, encoding);
+    };
     socket.on("end", () => this.#finish(null));
     socket.on("close", () => this.#finish(null));
     socket.on("error", (error) => {
@@ -89,20 +98,19 @@ export class ReactorReader {
   }
 
   /**
-   * A reader for a duplicate of `fd` (which stays the caller's), reading into
-   * a buffer of `size` bytes, or null where the reactor cannot take the pipe.
+   * A reader that takes over `fd`, reading into a buffer of `size` bytes, or
+   * null (the fd still the caller's) where the reactor cannot take the pipe.
    * It starts reading at once: call `read()` straight away.
    */
   static open(fd: number, size: number, label: string): ReactorReader | null {
     if (disabled) return null;
     const nodeNetModule = nodeNet();
     if (nodeNetModule === null) return null;
-    const copy = fcntl(fd, F_DUPFD_CLOEXEC, 3, `Cannot read the ${label}`);
     const buffer = new Uint8Array(size);
     let reader: ReactorReader | null = null;
     try {
       const socket = new nodeNetModule.Socket({
-        fd: copy,
+        fd,
         readable: true,
         writable: false,
         onread: { buffer, callback: (bytes: number): boolean => reader!.#chunk(bytes) },
@@ -110,14 +118,19 @@ export class ReactorReader {
       reader = new ReactorReader(socket, buffer, label);
       return reader;
     } catch {
-      // This runtime cannot adopt a pipe fd: the poller serves this pipe and every later one.
+      // This runtime cannot adopt a pipe fd (it refuses it before taking
+      // it): the poller serves this pipe and every later one.
       disabled = true;
-      close(copy);
       return null;
     }
   }
 
-  /** The next chunk's length, or null at EOF. Rejects with SyscallError on a read error. */
+  /** The buffer size: a chunk this long means more may be waiting (bulk data). */
+  get size(): number {
+    return this.#buffer.length;
+  }
+
+  /** The next chunk, or null at EOF. Rejects with SyscallError on a read error. */
   read(): Promise<ReactorChunk> {
     if (this.#waiting !== null) throw new TypeError(`Cannot read the ${this.#label}: a read is already pending`);
     if (this.#failure !== null) return Promise.reject(this.#failure);
@@ -138,7 +151,7 @@ export class ReactorReader {
     else this.#socket.unref();
   }
 
-  /** Takes the pipe out of the reactor and closes the duplicate fd; a pending read resolves with null. */
+  /** Takes the pipe out of the reactor and closes its fd; a pending read resolves with null. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -146,12 +159,19 @@ export class ReactorReader {
     this.#finish(null);
   }
 
+  /** Takes the pipe out of the reactor and hands back a duplicate of its fd, which the caller then owns. */
+  leave(fd: number): number {
+    const copy = fcntl(fd, F_DUPFD_CLOEXEC, 3, `Cannot read the ${this.#label}`);
+    this.close();
+    return copy;
+  }
+
   #chunk(bytes: number): boolean {
     const waiting = this.#waiting;
     this.#waiting = null;
-    // Pause until the next read() asks: the buffer is reused for the next chunk.
+    // Pause until the next read() asks: nothing is read that nobody wants.
     this.#paused = true;
-    waiting?.resolve(bytes);
+    waiting?.resolve(this.#buffer.slice(0, bytes));
     return false;
   }
 
