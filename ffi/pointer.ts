@@ -12,6 +12,8 @@ export interface CStringArray {
   readonly pointers: BigUint64Array<ArrayBuffer>;
   /** Every string, NUL-terminated, back to back. */
   readonly strings: Uint8Array<ArrayBuffer>;
+  /** The address of `pointers`, taken once: a buffer handed to C this way does not move. */
+  readonly address: bigint;
 }
 
 /**
@@ -37,7 +39,7 @@ export function cStringArray(values: readonly string[], what: (i: number) => str
     offset += bytes.length;
   }
   pointers[values.length] = 0n;
-  return { pointers, strings };
+  return { pointers, strings, address: BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(pointers))) };
 }
 
 /** Reads a NULL-terminated `char **` (such as `environ`) into strings. */

@@ -13,7 +13,7 @@
 // path, and a closed fd number could later name another file someone
 // dlopens as /proc/self/fd/N.
 //
-// The request is one 104-byte struct with explicit offsets (REQUEST_OFFSETS,
+// The request is one 128-byte struct with explicit offsets (REQUEST_OFFSETS,
 // matched by _Static_asserts in trampoline.c); every buffer it points at is
 // held in a local until the call returns. The call is synchronous, on the
 // JavaScript thread: PR_SET_PDEATHSIG fires when the *thread* that spawned
@@ -32,7 +32,7 @@ import {
 } from "./constants.ts";
 import { checkErrno, EINVAL, errnoMessage, errnoName, lastErrno, SpawnError, SyscallError } from "./errno.ts";
 import { fcntl, libc, memfdCreate, writeAll } from "./libc.ts";
-import { currentEnviron, nullFd, type PosixSpawnRequest } from "./spawn.ts";
+import { type ChildFd, nullFd, type PosixSpawnRequest } from "./spawn.ts";
 import { TRAMPOLINE_AARCH64, TRAMPOLINE_X86_64 } from "./trampoline_objects.ts";
 
 /**
@@ -95,8 +95,13 @@ export interface ResourceLimit {
 /** A limit as callers write it: one value for soft and hard, or both. `Infinity` is RLIM_INFINITY. */
 export type LimitValue = number | bigint | { soft: number | bigint; hard: number | bigint };
 
+/** What a helper's fd 0, 1 or 2 gets: as for posix_spawn, or `"pipe"`: a pipe the trampoline makes. */
+export type TrampolineFd = ChildFd | "pipe";
+
 /** What the trampoline does on top of a posix_spawn request; every field is off when absent. */
-export interface TrampolineRequest extends PosixSpawnRequest {
+export interface TrampolineRequest extends Omit<PosixSpawnRequest, "stdio"> {
+  /** Fds 0, 1, 2 of the child; for `"pipe"` the owner's end comes back in `TrampolineChild.fds`. */
+  readonly stdio: readonly [TrampolineFd, TrampolineFd, TrampolineFd];
   /** Signal number sent to the helper when the owner's spawning thread exits. */
   readonly parentDeathSignal?: number;
   /** setresuid to this uid; clears supplementary groups unless `groups` is given. */
@@ -120,18 +125,22 @@ export interface TrampolineRequest extends PosixSpawnRequest {
   readonly legacyClone?: boolean;
 }
 
-/** The started child: its pid, and its pidfd from clone3 (close-on-exec), or -1 where clone3 was not used. */
+/** The started child: what the caller now owns. */
 export interface TrampolineChild {
   readonly pid: number;
+  /** Its pidfd from clone3 (close-on-exec), or -1 where clone3 was not used. */
   readonly pidfd: number;
+  /** The owner's end of each `"pipe"` (close-on-exec, O_NONBLOCK), else -1. */
+  readonly fds: readonly [number, number, number];
 }
 
 // struct umh_spawn_req in blobs/trampoline.c.
-const REQUEST_SIZE = 104;
+const REQUEST_SIZE = 128;
 // deno-fmt-ignore
 const REQUEST_OFFSETS = {
   blobFd: 0, flags: 4, stdio: 8, parentDeathSignal: 20, pgid: 24, uid: 28, gid: 32, groupCount: 36, limitCount: 40,
   errStep: 44, errErrno: 48, errArg: 52, groups: 56, limits: 64, argv: 72, envp: 80, cwd: 88, pidfd: 96,
+  pipeMask: 100, parentFd: 104, environRef: 120,
 } as const;
 // req->flags
 // deno-fmt-ignore
@@ -163,6 +172,7 @@ const STEPS: Record<number, [syscall: string, what: (arg: number) => string]> = 
   14: ["rt_sigaction", (signo) => `rt_sigaction() of signal ${signo}`],
   15: ["rt_sigprocmask", () => "rt_sigprocmask()"],
   16: ["fcntl", (fd) => `fcntl() of fd ${fd}`],
+  17: ["pipe2", (fd) => `pipe2() for fd ${fd}`],
 };
 
 const SYMBOLS = {
@@ -256,11 +266,18 @@ function limitValue(name: string, value: number | bigint): bigint {
 export function trampolineSpawn(req: TrampolineRequest, action: string): TrampolineChild {
   const spawn = umhSpawn ??= openTrampoline();
   const { flags, pgid } = setupFlags(req, action);
-  const groups = new Uint32Array((req.groups ?? []).map((g, i) => checkId(g, `groups[${i}]`)));
-  if (groups.length > NGROUPS_MAX) throw new TypeError(`Invalid groups: ${groups.length} is over ${NGROUPS_MAX}`);
+  const groups = req.groups === undefined || req.groups.length === 0
+    ? null
+    : new Uint32Array(req.groups.map((g, i) => checkId(g, `groups[${i}]`)));
+  if (groups !== null && groups.length > NGROUPS_MAX) {
+    throw new TypeError(`Invalid groups: ${groups.length} is over ${NGROUPS_MAX}`);
+  }
   const limitList = req.limits ?? [];
-  const limits = new BigUint64Array(limitList.length * 3);
-  limitList.forEach((limit, i) => limits.set([BigInt(limit.resource), limit.soft, limit.hard], i * 3));
+  let limits: BigUint64Array<ArrayBuffer> | null = null;
+  if (limitList.length > 0) {
+    limits = new BigUint64Array(limitList.length * 3);
+    limitList.forEach((limit, i) => limits!.set([BigInt(limit.resource), limit.soft, limit.hard], i * 3));
+  }
   const signo = req.parentDeathSignal ?? 0;
   if (!Number.isInteger(signo) || signo < 0 || signo > SIGRTMAX) {
     throw new TypeError(`Invalid parentDeathSignal ${signo}: expected a signal number from 1 to ${SIGRTMAX}`);
@@ -273,23 +290,34 @@ export function trampolineSpawn(req: TrampolineRequest, action: string): Trampol
   request.fill(0);
   view.setInt32(o.blobFd, req.blobFd, true);
   view.setUint32(o.flags, flags, true);
-  for (let i = 0; i < 3; i++) view.setInt32(o.stdio + 4 * i, childFd(req.stdio[i]!), true);
+  let pipeMask = 0;
+  for (let i = 0; i < 3; i++) {
+    const want = req.stdio[i]!;
+    if (want === "pipe") pipeMask |= 1 << i;
+    else view.setInt32(o.stdio + 4 * i, childFd(want), true);
+  }
+  view.setUint32(o.pipeMask, pipeMask, true);
   view.setInt32(o.parentDeathSignal, signo, true);
   view.setInt32(o.pgid, pgid ?? 0, true);
   view.setUint32(o.uid, req.uid === undefined ? 0 : checkId(req.uid, "uid"), true);
   view.setUint32(o.gid, req.gid === undefined ? 0 : checkId(req.gid, "gid"), true);
-  view.setUint32(o.groupCount, groups.length, true);
+  view.setUint32(o.groupCount, groups === null ? 0 : groups.length, true);
   view.setUint32(o.limitCount, limitList.length, true);
-  view.setBigUint64(o.groups, addressOf(groups), true);
-  view.setBigUint64(o.limits, addressOf(limits), true);
-  view.setBigUint64(o.argv, addressOf(req.argv.pointers), true);
-  view.setBigUint64(o.envp, req.envp === null ? environAddress() : addressOf(req.envp.pointers), true);
-  view.setBigUint64(o.cwd, req.cwd === null ? 0n : addressOf(req.cwd), true);
+  if (groups !== null) view.setBigUint64(o.groups, addressOf(groups), true);
+  if (limits !== null) view.setBigUint64(o.limits, addressOf(limits), true);
+  view.setBigUint64(o.argv, req.argv.address, true);
+  // No envp: the trampoline reads the owner's `environ` at the spawn (setenv may move it).
+  if (req.envp === null) view.setBigUint64(o.environRef, environRef ??= environVariableAddress(), true);
+  else view.setBigUint64(o.envp, req.envp.address, true);
+  if (req.cwd !== null) view.setBigUint64(o.cwd, addressOf(req.cwd), true);
 
   const pid = spawn(request);
   // Keep every buffer the struct points at alive until here.
   void [groups, limits, req.argv.strings, req.argv.pointers, req.envp?.strings, req.envp?.pointers, req.cwd];
-  if (pid > 0) return { pid, pidfd: view.getInt32(o.pidfd, true) };
+  if (pid > 0) {
+    const fd = (i: number): number => view.getInt32(o.parentFd + 4 * i, true);
+    return { pid, pidfd: view.getInt32(o.pidfd, true), fds: [fd(0), fd(1), fd(2)] };
+  }
   throw spawnError(action, req.isScript);
 }
 
@@ -336,14 +364,17 @@ function checkId(id: number, what: string): number {
   return id;
 }
 
-function childFd(want: PosixSpawnRequest["stdio"][number]): number {
+function childFd(want: ChildFd): number {
   if (want === "inherit") return -1;
   if (want === "null") return nullFd();
   return want;
 }
 
-function environAddress(): bigint {
-  return BigInt(Deno.UnsafePointer.value(currentEnviron()));
+let environRef: bigint | undefined;
+
+/** The address of libc's `environ` variable itself (not its value): it never moves. */
+function environVariableAddress(): bigint {
+  return BigInt(Deno.UnsafePointer.value(libc().environ!));
 }
 
 function addressOf(buffer: BufferSource): bigint {

@@ -11,6 +11,8 @@ import {
   resourceLimits,
   type ResourceName,
   trampolineAvailable,
+  type TrampolineChild,
+  type TrampolineFd,
   type TrampolineRequest,
   trampolineSpawn,
 } from "../ffi/trampoline.ts";
@@ -143,70 +145,89 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
   const name = blob.name;
   const action = `Cannot spawn "${name}"`;
   const setup = setupOf(options); // TypeError before any pipe exists
-  const argv = argvFor(options.argv0 ?? name, options.args);
-  const envp = buildEnv(options);
-  const cwd = options.cwd === undefined ? null : cString(cwdPath(options.cwd), "cwd");
-  const blobFd = blob.unsafeFd;
-
-  const parentEnds: number[] = [];
-  const childEnds: number[] = [];
-  const ends = stdio.map((kind, i): [number, ChildFd] => {
-    if (kind !== "piped") return [-1, kind];
-    const [read, write] = pipe2(O_CLOEXEC, action);
-    const [parent, child] = i === 0 ? [write, read] : [read, write];
-    parentEnds.push(parent);
-    childEnds.push(child);
-    return [parent, child];
-  });
-  let child: { pid: number; pidfd: number };
+  const request = {
+    blobFd: blob.unsafeFd,
+    isScript: blob.isScript,
+    argv: argvFor(options.argv0 ?? name, options.args),
+    envp: buildEnv(options),
+    cwd: options.cwd === undefined ? null : cString(cwdPath(options.cwd), "cwd"),
+    extraFlags: options.detached ? POSIX_SPAWN_SETPGROUP : 0,
+    pgroup: 0,
+  };
+  // The trampoline is the faster path (bench/trampoline_compare.ts) and the
+  // only one that can do child-side setup; posix_spawn serves where it
+  // cannot load (no executable mapping allowed), or with UMH_SPAWN=posix_spawn.
+  const path = spawnPath();
+  let child: TrampolineChild;
   try {
-    const request: PosixSpawnRequest = {
-      blobFd,
-      isScript: blob.isScript,
-      argv,
-      envp,
-      stdio: [ends[0]![1], ends[1]![1], ends[2]![1]],
-      cwd,
-      extraFlags: options.detached ? POSIX_SPAWN_SETPGROUP : 0,
-      pgroup: 0,
-    };
-    // The trampoline is the faster path (bench/trampoline_compare.ts) and the
-    // only one that can do child-side setup; posix_spawn serves where it
-    // cannot load (no executable mapping allowed), or with UMH_SPAWN=posix_spawn.
-    const path = spawnPath();
-    child = setup === null && path === "posix_spawn"
-      ? { pid: posixSpawn(request, action), pidfd: -1 }
-      : trampolineSpawn({ ...request, ...setup, legacyClone: path === "clone" }, action);
+    if (setup === null && path === "posix_spawn") {
+      child = posixSpawnWithPipes(request, stdio, action);
+    } else {
+      // The trampoline makes the pipes, closes the child's ends and sets
+      // O_NONBLOCK on ours, all in the one call.
+      const fds = stdio.map((kind) => kind === "piped" ? "pipe" : kind) as [TrampolineFd, TrampolineFd, TrampolineFd];
+      child = trampolineSpawn({ ...request, ...setup, stdio: fds, legacyClone: path === "clone" }, action);
+    }
   } catch (error) {
-    for (const end of parentEnds) close(end);
-    const detail = execFailureDetail(error, blob, blobFd, options.cwd !== undefined);
+    const detail = execFailureDetail(error, blob, request.blobFd, options.cwd !== undefined);
     if (detail !== null) {
       const { syscall, errno } = error as SpawnError;
       throw new SpawnError(action, syscall, errno, { detail, cause: error });
     }
     throw error;
+  }
+  const pidfd = child.pidfd >= 0 ? child.pidfd : pidfdOpen(child.pid);
+  return {
+    pid: child.pid,
+    pidfd: pidfd >= 0 ? pidfd : -1,
+    stdin: child.fds[0],
+    stdout: child.fds[1],
+    stderr: child.fds[2],
+  };
+}
+
+/** glibc's posix_spawn, with the pipes made, closed and made non-blocking here. */
+function posixSpawnWithPipes(
+  request: Omit<PosixSpawnRequest, "stdio">,
+  stdio: [Stdio, Stdio, Stdio],
+  action: string,
+): TrampolineChild {
+  const parentEnds: number[] = [];
+  const childEnds: number[] = [];
+  let pid: number;
+  const ends = stdio.map((kind, i): [number, ChildFd] => {
+    if (kind !== "piped") return [-1, kind];
+    let pipe: [number, number];
+    try {
+      pipe = pipe2(O_CLOEXEC, action);
+    } catch (error) {
+      for (const end of [...parentEnds, ...childEnds]) close(end);
+      throw error;
+    }
+    const [read, write] = pipe;
+    const [parent, child] = i === 0 ? [write, read] : [read, write];
+    parentEnds.push(parent);
+    childEnds.push(child);
+    return [parent, child];
+  });
+  try {
+    pid = posixSpawn({ ...request, stdio: [ends[0]![1], ends[1]![1], ends[2]![1]] }, action);
+  } catch (error) {
+    for (const end of parentEnds) close(end);
+    throw error;
   } finally {
     // The child has its copies; ours must go now, or the readers never see EOF.
     for (const end of childEnds) close(end);
   }
-  // Only now: the child is running its own program (or starting it) while
-  // these calls run, so they cost it nothing. O_NONBLOCK is set on the
-  // owner's open file descriptions only; the helper's ends are other ones.
-  const pidfd = child.pidfd >= 0 ? child.pidfd : pidfdOpen(child.pid);
   try {
+    // O_NONBLOCK on the owner's open file descriptions only; the helper's ends are other ones.
     for (const end of parentEnds) setNonblocking(end);
   } catch (error) {
     // Cannot happen for a fresh pipe; should it, no handle would own the child.
-    abandon(child.pid, pidfd, parentEnds);
+    abandon(pid, -1, parentEnds);
     throw error;
   }
-  return {
-    pid: child.pid,
-    pidfd: pidfd >= 0 ? pidfd : -1,
-    stdin: ends[0]![0],
-    stdout: ends[1]![0],
-    stderr: ends[2]![0],
-  };
+  return { pid, pidfd: -1, fds: [ends[0]![0], ends[1]![0], ends[2]![0]] };
 }
 
 /** Kills and reaps a child no handle will own, and closes its pipes. */

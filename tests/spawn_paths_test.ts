@@ -37,3 +37,45 @@ Deno.test("the spawn path in use reports its own exec call for an unexecutable b
     assert.equal(new TextDecoder().decode(stdout).trim(), syscall, `UMH_SPAWN=${path}`);
   }
 });
+
+// Run in a child Deno program with RLIMIT_NOFILE just above its lowest free fd,
+// so that the first pipe of a spawn fits and the second does not.
+const OUT_OF_FDS = `
+import { forkUsermodeBlob, loadBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+const libc = Deno.dlopen("libc.so.6", {
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+}).symbols;
+const lowestFree = () => { const fd = libc.fcntl(2, 0 /* F_DUPFD */, 0); libc.close(fd); return fd; };
+const script = loadBlob(new TextEncoder().encode("#!/bin/sh\\nexit 0\\n"));
+const first = forkUsermodeBlob(script); // loads everything a spawn needs
+first.stdin.close();
+await first.output();
+await new Promise((resolve) => setTimeout(resolve, 50));
+const before = lowestFree();
+const limit = new BigUint64Array([BigInt(before + 3), BigInt(before + 3)]);
+if (libc.setrlimit(7 /* RLIMIT_NOFILE */, limit) !== 0) throw new Error("setrlimit failed");
+let error;
+try {
+  forkUsermodeBlob(script);
+} catch (e) {
+  error = e;
+}
+const after = lowestFree();
+console.log(JSON.stringify({ syscall: error?.syscall, code: error?.code, leaked: after !== before }));
+`;
+
+for (const path of ["default", "clone", "posix_spawn"]) {
+  Deno.test(`a spawn out of fds reports pipe2() EMFILE and leaves no fd (UMH_SPAWN=${path})`, async () => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--unstable-raw-imports", OUT_OF_FDS],
+      env: { UMH_SPAWN: path, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const result = JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").at(-1)!);
+    assert.deepEqual(result, { syscall: "pipe2", code: "EMFILE", leaked: false });
+  });
+}

@@ -37,9 +37,9 @@ const HARNESS = String.raw`
 struct req {
   int32_t blob_fd; uint32_t flags; int32_t stdio[3]; int32_t pdeath_signal, pgid; uint32_t uid, gid, ngroups, nlimits;
   int32_t err_step, err_errno, err_arg; const void *groups, *limits; char *const *argv; char *const *envp;
-  const char *cwd; int32_t pidfd, reserved;
+  const char *cwd; int32_t pidfd; uint32_t pipe_mask; int32_t parent_fd[3], reserved; char **const *environ_ref;
 };
-_Static_assert(sizeof(struct req) == 104, "layout");
+_Static_assert(sizeof(struct req) == 128, "layout");
 static void on_usr2(int sig) { (void)sig; }
 extern char **environ;
 int main(int argc, char **argv) {
