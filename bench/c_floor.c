@@ -3,8 +3,15 @@
  * helper binaries: posix_spawn (vfork) with pipes, the same framed round trip
  * or the same cat pipe run as bench/workloads.ts, timed inside this process.
  *
- *   c_floor latency <reqrep> <count>   -> {"samples":[us, ...]}
- *   c_floor pipe <cat> <bytes> <chunk> -> {"bytesPerSecond":n}
+ *   c_floor latency <reqrep> <count>        -> {"samples":[us, ...]}
+ *   c_floor latency-memfd <reqrep> <count>  -> {"samples":[us, ...]}
+ *   c_floor pipe <cat> <bytes> <chunk>      -> {"bytesPerSecond":n}
+ *
+ * latency-memfd is the floor for running from memory: the file is copied
+ * into a sealed memfd once, and each helper is started the way umh's
+ * trampoline does it, vfork + execveat(memfd, "", AT_EMPTY_PATH), so that the
+ * cost of executing a memfd (its page cache is 4 KiB pages where shmem huge
+ * pages are off) is in the floor and not charged to umh.
  *
  * Pipes are grown to 1 MiB (F_SETPIPE_SZ) and read with 1 MiB reads, as
  * umh's pipes are under bulk data. Exit status: 0, or 1 with a message on
@@ -19,6 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,10 +46,50 @@ static void die(const char *what) {
   exit(1);
 }
 
-/* Starts `path` with stdin and stdout piped; *to and *from get the owner's ends. */
+/* The sealed memfd holding the helper for latency-memfd, or -1. */
+static int blob_fd = -1;
+
+static void load_memfd(const char *path) {
+  int file = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (file < 0 || fstat(file, &st) != 0) die("open");
+  blob_fd = memfd_create("helper", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (blob_fd < 0) die("memfd_create");
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = read(file, buffer, sizeof buffer);
+    if (n < 0) die("read");
+    if (n == 0) break;
+    if (write(blob_fd, buffer, (size_t)n) != n) die("write");
+  }
+  close(file);
+  if (fcntl(blob_fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) die("seal");
+}
+
+/* vfork + execveat of the memfd, as umh's trampoline does; only async-signal-safe calls in the child. */
+static pid_t start_memfd(int in, int out) {
+  char *argv[] = {(char *)"helper", NULL};
+  pid_t pid = vfork();
+  if (pid == 0) {
+    if (dup2(in, 0) == 0 && dup2(out, 1) == 1) syscall(SYS_execveat, blob_fd, "", argv, environ, AT_EMPTY_PATH);
+    _exit(127);
+  }
+  if (pid < 0) die("vfork");
+  return pid;
+}
+
+/* Starts `path` (or the memfd) with stdin and stdout piped; *to and *from get the owner's ends. */
 static pid_t start(const char *path, int *to, int *from) {
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) die("pipe2");
+  if (blob_fd >= 0) {
+    pid_t pid = start_memfd(in[0], out[1]);
+    close(in[0]);
+    close(out[1]);
+    *to = in[1];
+    *from = out[0];
+    return pid;
+  }
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t none, pipe_only;
@@ -154,10 +204,13 @@ static void pipe_run(const char *path, long long bytes, long chunk) {
 int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "latency") == 0) {
     latency(argv[2], atoi(argv[3]));
+  } else if (argc == 4 && strcmp(argv[1], "latency-memfd") == 0) {
+    load_memfd(argv[2]);
+    latency(argv[2], atoi(argv[3]));
   } else if (argc == 5 && strcmp(argv[1], "pipe") == 0) {
     pipe_run(argv[2], atoll(argv[3]), atol(argv[4]));
   } else {
-    fprintf(stderr, "usage: c_floor latency <reqrep> <count> | pipe <cat> <bytes> <chunk>\n");
+    fprintf(stderr, "usage: c_floor latency[-memfd] <reqrep> <count> | pipe <cat> <bytes> <chunk>\n");
     return 1;
   }
   return 0;

@@ -8,7 +8,9 @@
 // --quick: a smoke run in well under 30 s (fewer spawns, 64 MiB through cat).
 // The "C floor" column (bench/c_floor.c, built with the machine's cc when
 // there is one) is the same work in plain C: what the machine allows, not a
-// target.
+// target. "C memfd" is the C floor running from memory (the helper in a
+// sealed memfd, started with vfork + execveat as umh's trampoline starts it):
+// its gap to "C floor" is what executing a memfd costs here.
 // --strict: exit 1 when a target fails (by default only errors fail the run).
 // Where musl-gcc is installed (and not --no-c), spawn latency is measured a
 // second time with reqrep linked against musl (see buildMuslReqrep).
@@ -23,6 +25,7 @@ import {
   type Built,
   bunContender,
   cFloorContender,
+  cMemfdContender,
   type Contender,
   denoContender,
   umhContender,
@@ -185,7 +188,7 @@ async function main(): Promise<number> {
     } else {
       const floor = await buildCFloor(tempDir);
       if (floor.path === null) skipped["C floor"] = floor.reason;
-      else contenders.push(cFloorContender(floorPath = floor.path, paths));
+      else contenders.push(cFloorContender(floorPath = floor.path, paths), cMemfdContender(floor.path, paths));
       musl = await buildMuslReqrep(tempDir);
     }
     if (musl.path === null) skipped["musl reqrep"] = musl.reason;
@@ -208,7 +211,9 @@ async function main(): Promise<number> {
       const muslPaths = { reqrep: musl.path, cat: paths.cat };
       const muslContenders = [umhContender({ reqrep: muslBlob, cat }), denoContender(muslPaths)];
       if (runner) muslContenders.push(bunContender(runner, musl.path));
-      if (floorPath !== null) muslContenders.push(cFloorContender(floorPath, muslPaths));
+      if (floorPath !== null) {
+        muslContenders.push(cFloorContender(floorPath, muslPaths), cMemfdContender(floorPath, muslPaths));
+      }
       for (const c of muslContenders) await c.latency(cfg.warmup);
       muslLatency = {
         bytes: muslBytes.length,
@@ -229,7 +234,7 @@ async function main(): Promise<number> {
     }
 
     progress(`pipe throughput: ${cfg.pipeRuns} x ${cfg.pipeBytes / 2 ** 20} MiB through cat each, after a warm-up`);
-    const pipe = await pipeRounds(contenders, (c) => c.pipe.bind(c), cfg.pipeRuns, cfg.pipeBytes);
+    const pipe = await pipeRounds(contenders, (c) => c.pipe?.bind(c), cfg.pipeRuns, cfg.pipeBytes);
     progress(`pipe throughput with a BYOB reader (one ${PIPE_CHUNK / 2 ** 20} MiB buffer), where stdout supports it`);
     const pipeByob = await pipeRounds(contenders, (c) => c.pipeByob?.bind(c), cfg.pipeRuns, cfg.pipeBytes);
     if (runner) skipped["Bun.spawn BYOB"] = "Bun's stdout is not a byte stream: no BYOB reader";

@@ -12,8 +12,8 @@ export interface Contender {
   latency(count: number): Promise<number[]>;
   /** Absent for the C floor, which runs one helper at a time. */
   rate?(count: number, inFlight: number): Promise<number>;
-  /** Bytes per second through the cat helper. */
-  pipe(bytes: number, chunkBytes: number): Promise<number>;
+  /** Bytes per second through the cat helper; absent for the C floor from a memfd (latency only). */
+  pipe?(bytes: number, chunkBytes: number): Promise<number>;
   /** The same with a BYOB reader; absent where stdout is not a byte stream (Bun) or for the C floor. */
   pipeByob?(bytes: number, chunkBytes: number): Promise<number>;
 }
@@ -83,20 +83,36 @@ export function bunContender(runner: BunRunner, reqrepPath?: string): Contender 
   };
 }
 
+async function runCFloor(binary: string, args: string[]): Promise<Record<string, unknown>> {
+  const { success, stdout } = await new Deno.Command(binary, { args, stdout: "piped", stderr: "inherit" }).output();
+  if (!success) throw new Error(`c_floor ${args.join(" ")} failed`);
+  return JSON.parse(new TextDecoder().decode(stdout));
+}
+
 /** The C floor: bench/c_floor.c, compiled at bench time, run once per round (it times itself). */
 export function cFloorContender(binary: string, paths: Helpers<string>): Contender {
-  const run = async (args: string[]): Promise<Record<string, unknown>> => {
-    const { success, stdout } = await new Deno.Command(binary, { args, stdout: "piped", stderr: "inherit" }).output();
-    if (!success) throw new Error(`c_floor ${args.join(" ")} failed`);
-    return JSON.parse(new TextDecoder().decode(stdout));
-  };
   return {
     name: "C floor",
     async latency(count: number): Promise<number[]> {
-      return (await run(["latency", paths.reqrep, String(count)])).samples as number[];
+      return (await runCFloor(binary, ["latency", paths.reqrep, String(count)])).samples as number[];
     },
     async pipe(bytes: number, chunk: number): Promise<number> {
-      return (await run(["pipe", paths.cat, String(bytes), String(chunk)])).bytesPerSecond as number;
+      return (await runCFloor(binary, ["pipe", paths.cat, String(bytes), String(chunk)])).bytesPerSecond as number;
+    },
+  };
+}
+
+/**
+ * The C floor for running from memory: the same round trips with reqrep
+ * loaded into a sealed memfd and started as umh's trampoline starts it
+ * (vfork + execveat). Its gap to "C floor" is what executing a memfd costs
+ * on this machine, for every implementation that runs from memory.
+ */
+export function cMemfdContender(binary: string, paths: Helpers<string>): Contender {
+  return {
+    name: "C memfd",
+    async latency(count: number): Promise<number[]> {
+      return (await runCFloor(binary, ["latency-memfd", paths.reqrep, String(count)])).samples as number[];
     },
   };
 }
