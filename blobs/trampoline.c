@@ -202,18 +202,20 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f) 
 }
 
 /*
- * clone(CLONE_VM | CLONE_VFORK | SIGCHLD) onto `top`. The child calls `fn`
+ * The vfork-style clone, through system call `nr` with arguments `a` and `b`:
+ * clone(flags, stack top) or clone3(&args, sizeof args), the other argument
+ * registers zero (no parent_tid, child_tid or tls). The child calls `fn`
  * through a register (no PLT, no return into this frame) and exits 127 if it
  * ever returns. The parent gets the pid or -errno once the child has exec'd
  * or exited.
  */
-static long clone_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, void *top) {
-  register long rax __asm__("rax") = SYS_clone;
-  register long rdi __asm__("rdi") = CLONE_VM | CLONE_VFORK | SIGCHLD;
-  register long rsi __asm__("rsi") = (long)top;
-  register long rdx __asm__("rdx") = 0; /* parent_tid */
-  register long r10 __asm__("r10") = 0; /* child_tid */
-  register long r8 __asm__("r8") = 0;   /* tls */
+static long clone_entry(long nr, long a, long b, void (*fn)(struct child_ctx *), struct child_ctx *ctx) {
+  register long rax __asm__("rax") = nr;
+  register long rdi __asm__("rdi") = a;
+  register long rsi __asm__("rsi") = b;
+  register long rdx __asm__("rdx") = 0;
+  register long r10 __asm__("r10") = 0;
+  register long r8 __asm__("r8") = 0;
   /* Pinned, so that neither can be given %rbp, which the child clears for backtraces. */
   register void (*r12)(struct child_ctx *) __asm__("r12") = fn;
   register struct child_ctx *r13 __asm__("r13") = ctx;
@@ -234,31 +236,6 @@ static long clone_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, v
       : "rcx", "r11", "memory", "cc");
   return rax;
 }
-
-/* The same entry through clone3: `args` carries the flags, the stack and where the pidfd goes. */
-static long clone3_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, struct clone_args_v0 *args) {
-  register long rax __asm__("rax") = SYS_clone3;
-  register long rdi __asm__("rdi") = (long)args;
-  register long rsi __asm__("rsi") = (long)sizeof *args;
-  register void (*r12)(struct child_ctx *) __asm__("r12") = fn;
-  register struct child_ctx *r13 __asm__("r13") = ctx;
-  __asm__ volatile(
-      "syscall\n\t"
-      "test %%rax, %%rax\n\t"
-      "jnz 1f\n\t"
-      "xor %%ebp, %%ebp\n\t"
-      "mov %[ctx], %%rdi\n\t"
-      "call *%[fn]\n\t"
-      "mov $127, %%edi\n\t"
-      "mov %[exit], %%eax\n\t"
-      "syscall\n\t"
-      "hlt\n"
-      "1:"
-      : "+r"(rax)
-      : "r"(rdi), "r"(rsi), [fn] "r"(r12), [ctx] "r"(r13), [exit] "i"(SYS_exit_group)
-      : "rcx", "r11", "memory", "cc");
-  return rax;
-}
 #else
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f) {
   register long x8 __asm__("x8") = n;
@@ -273,10 +250,10 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f) 
 }
 
 /* As on x86_64; aarch64's clone takes (flags, stack, parent_tid, tls, child_tid). */
-static long clone_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, void *top) {
-  register long x8 __asm__("x8") = SYS_clone;
-  register long x0 __asm__("x0") = CLONE_VM | CLONE_VFORK | SIGCHLD;
-  register long x1 __asm__("x1") = (long)top;
+static long clone_entry(long nr, long a, long b, void (*fn)(struct child_ctx *), struct child_ctx *ctx) {
+  register long x8 __asm__("x8") = nr;
+  register long x0 __asm__("x0") = a;
+  register long x1 __asm__("x1") = b;
   register long x2 __asm__("x2") = 0;
   register long x3 __asm__("x3") = 0;
   register long x4 __asm__("x4") = 0;
@@ -297,31 +274,6 @@ static long clone_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, v
       "1:"
       : "+r"(x0)
       : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), [fn] "r"(x9), [ctx] "r"(x10), [exit] "i"(SYS_exit_group)
-      : "memory", "cc");
-  return x0;
-}
-
-/* The same entry through clone3: `args` carries the flags, the stack and where the pidfd goes. */
-static long clone3_vfork(void (*fn)(struct child_ctx *), struct child_ctx *ctx, struct clone_args_v0 *args) {
-  register long x8 __asm__("x8") = SYS_clone3;
-  register long x0 __asm__("x0") = (long)args;
-  register long x1 __asm__("x1") = (long)sizeof *args;
-  register void (*x9)(struct child_ctx *) __asm__("x9") = fn;
-  register struct child_ctx *x10 __asm__("x10") = ctx;
-  __asm__ volatile(
-      "svc #0\n\t"
-      "cbnz x0, 1f\n\t"
-      "mov x29, #0\n\t"
-      "mov x30, #0\n\t"
-      "mov x0, %[ctx]\n\t"
-      "blr %[fn]\n\t"
-      "mov x0, #127\n\t"
-      "mov x8, %[exit]\n\t"
-      "svc #0\n\t"
-      "brk #0\n"
-      "1:"
-      : "+r"(x0)
-      : "r"(x8), "r"(x1), [fn] "r"(x9), [ctx] "r"(x10), [exit] "i"(SYS_exit_group)
       : "memory", "cc");
   return x0;
 }
@@ -492,12 +444,12 @@ __attribute__((visibility("default"))) int umh_spawn(struct umh_spawn_req *req) 
         .stack = (uint64_t)(uintptr_t)stack,
         .stack_size = sizeof stack,
     };
-    pid = clone3_vfork(child_main, &ctx, &args);
+    pid = clone_entry(SYS_clone3, (long)&args, (long)sizeof args, child_main, &ctx);
   }
   if (pid == -ENOSYS || pid == -EINVAL) { /* no clone3 (before 5.3), or no CLONE_CLEAR_SIGHAND (before 5.5) */
     ctx.handlers_left = 1;
     pidfd = -1;
-    pid = clone_vfork(child_main, &ctx, stack + sizeof stack);
+    pid = clone_entry(SYS_clone, CLONE_VM | CLONE_VFORK | SIGCHLD, (long)(stack + sizeof stack), child_main, &ctx);
   }
   if (pid < 0) {
     req->err_step = UMH_STEP_CLONE;
