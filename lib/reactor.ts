@@ -16,10 +16,13 @@
 // bulk data and BYOB reads, where its own 1 MiB reads are faster), the pipe
 // end takes a duplicate first (`leave()`) and reads that from then on.
 //
-// `node:net` is loaded on first use (it costs start-up time and memory that
-// a program that never reads a helper should not pay). Where it cannot adopt
-// the fd (another runtime version, no `process`), the pipe stays with the
-// poller, and so do all later ones.
+// Loading `node:net` costs a Deno program 20-27 ms once (most of it the
+// set-up of Node's `process`), more than a whole spawn round trip with the
+// poller. So a program that reads one helper never loads it: the first pipes
+// are read through the poller, and only once a second pipe is read does an
+// unref'd timer load it, at the next turn of the event loop; pipes read from
+// then on go through the reactor. Where it cannot adopt the fd (another
+// runtime version, no `process`), the poller serves every pipe.
 
 import { F_DUPFD_CLOEXEC } from "../ffi/constants.ts";
 import { SyscallError } from "../ffi/errno.ts";
@@ -47,6 +50,22 @@ interface NodeNet {
 
 let net: NodeNet | null | undefined;
 let disabled = false;
+let pipesSeen = 0;
+let loadScheduled = false;
+
+/**
+ * Loads the reactor now (`node:net`) rather than once a second pipe is read:
+ * for programs that would rather pay the 20-27 ms up front, and for tests.
+ * Returns false where it cannot be had (or `UMH_READER=poller` is set).
+ */
+export function loadReactor(): boolean {
+  return nodeNet() !== null;
+}
+
+/** Whether `node:net` is loaded and reads can go through the reactor (for tests and `umh info`). */
+export function reactorLoaded(): boolean {
+  return net !== undefined && net !== null;
+}
 
 /** `node:net`, or null where it cannot be had; `UMH_READER=poller` turns the reactor off. */
 function nodeNet(): NodeNet | null {
@@ -104,7 +123,14 @@ export class ReactorReader {
    */
   static open(fd: number, size: number, label: string): ReactorReader | null {
     if (disabled) return null;
-    const nodeNetModule = nodeNet();
+    const nodeNetModule = net;
+    if (nodeNetModule === undefined) {
+      if (++pipesSeen >= 2 && !loadScheduled) {
+        loadScheduled = true;
+        Deno.unrefTimer(setTimeout(nodeNet, 0));
+      }
+      return null;
+    }
     if (nodeNetModule === null) return null;
     const buffer = new Uint8Array(size);
     let reader: ReactorReader | null = null;

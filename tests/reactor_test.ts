@@ -6,12 +6,15 @@ import assert from "node:assert/strict";
 import { blobFor } from "../blobs/mod.ts";
 import { BlobCommand, encodeFrame, forkUsermodeBlob } from "../lib/mod.ts";
 import { thePoller } from "../lib/poller.ts";
-import { bytes, eventually, fdCount, processState, randomBytes, readAll, sameBytes, text } from "./test_util.ts";
+import { loadReactor } from "../lib/reactor.ts";
+import { bytes, eventually, fdCount, processState, randomBytes, readAll, ROOT, sameBytes, text } from "./test_util.ts";
 
 const cat = blobFor("cat");
 
-// tests/spawn_paths_test.ts runs this file again with the reactor turned off.
-const POLLER_ONLY = Deno.env.get("UMH_READER") === "poller";
+// Loaded up front here, so that the first helper of this file reads through
+// it already; tests/spawn_paths_test.ts runs this file again with the reactor
+// turned off (UMH_READER=poller), when this is false.
+const POLLER_ONLY = !loadReactor();
 
 Deno.test("UsermodeHelper.stdout waits for a reply in Deno's reactor, not in the poller", async () => {
   await using helper = forkUsermodeBlob(cat);
@@ -134,4 +137,38 @@ Deno.test("UsermodeHelper reads through the reactor leave no fd behind: EOF, can
   const before = fdCount();
   for (let i = 0; i < 30; i++) await readAndEnd(i % 3);
   assert.equal(fdCount(), before);
+});
+
+// Run as a child program: reads one helper, then a second, printing whether
+// node:net was loaded after each.
+const TWO_HELPERS = `
+import { forkUsermodeBlob } from "${ROOT}/lib/mod.ts";
+import { reactorLoaded } from "${ROOT}/lib/reactor.ts";
+import { blobFor } from "${ROOT}/blobs/mod.ts";
+const seen = [];
+for (let i = 0; i < 2; i++) {
+  const helper = forkUsermodeBlob(blobFor("cat"));
+  const writer = helper.stdin.getWriter();
+  await writer.write(new Uint8Array([1]));
+  await writer.close();
+  await helper.output();
+  await new Promise((resolve) => setTimeout(resolve, 1)); // a turn of the event loop
+  seen.push(reactorLoaded());
+}
+console.log(JSON.stringify(seen));
+`;
+
+Deno.test({
+  name: "a program that reads one helper never loads node:net; reading a second loads it in the background",
+  ignore: POLLER_ONLY,
+  fn: async () => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--unstable-raw-imports", TWO_HELPERS],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, text(stderr));
+    assert.deepEqual(JSON.parse(text(stdout).trim()), [false, true]);
+  },
 });
