@@ -159,6 +159,8 @@ export class UsermodeHelper implements AsyncDisposable {
     const { stdout, stderr } = this.#pipes;
     if (this.#stdout?.locked) throw new TypeError("Cannot collect output: 'stdout' is locked");
     if (this.#stderr?.locked) throw new TypeError("Cannot collect output: 'stderr' is locked");
+    // No EOF to come (a pipe read to its end already, or none piped): watch the exit itself.
+    if ((stdout === null || stdout.closed) && (stderr === null || stderr.closed)) this.#watch();
     const [out, err, status] = await Promise.all([
       stdout && collect(this.stdout),
       stderr && collect(this.stderr),
