@@ -292,13 +292,9 @@ export class UsermodeHelper implements AsyncDisposable {
         this.#tryReap();
       } while (this.#exited === null && performance.now() < deadline);
     }
-    if (this.#exited !== null) {
-      // A pending #watchExit wait resolves at forget() and finds the status set.
-      if (this.#watching && this.#pidfd >= 0) thePoller().forget(this.#pidfd);
-      this.#finish();
-    } else {
-      this.#watch();
-    }
+    // #finish() forgets the pidfd, which resolves a pending #watchExit wait; it then finds the status set.
+    if (this.#exited !== null) this.#finish();
+    else this.#watch();
   }
 
   /** @internal For owner-exit cleanup: reap without the poller. Returns true once reaped. */

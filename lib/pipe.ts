@@ -173,24 +173,9 @@ export class PipeEnd {
    * (in `into` when given), or `null` at EOF, after which the fd is closed.
    */
   async read(into?: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
-    if (into === undefined && this.#reactor !== null) {
-      const reactor = this.#reactorForRead();
-      if (reactor !== null) {
-        const chunk = await reactor.read();
-        if (this.#reactor !== reactor) return chunk ?? (this.#fd < 0 ? null : this.read());
-        if (chunk === null) {
-          this.#eofInReactor();
-          return null;
-        }
-        if (chunk.length === reactor.size) {
-          this.#leaveReactor();
-          this.#bulk = true;
-          this.#grow();
-        }
-        return chunk;
-      }
-    }
-    // A BYOB read goes straight into the caller's buffer, which the reactor cannot do.
+    // Default reads come here only once the reactor is not used (readable()
+    // pulls through it otherwise). A BYOB read goes straight into the
+    // caller's buffer, which the reactor cannot do.
     if (into !== undefined) this.#leaveReactor();
     for (;;) {
       if (this.#fd < 0) return null;

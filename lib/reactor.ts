@@ -48,8 +48,8 @@ interface NodeNet {
   }) => NodeSocket;
 }
 
+/** undefined: not loaded yet; null: not to be had (or refused a pipe fd), the poller serves. */
 let net: NodeNet | null | undefined;
-let disabled = false;
 let pipesSeen = 0;
 let loadScheduled = false;
 
@@ -62,7 +62,7 @@ export function loadReactor(): boolean {
   return nodeNet() !== null;
 }
 
-/** Whether `node:net` is loaded and reads can go through the reactor (for tests and `umh info`). */
+/** Whether `node:net` is loaded and reads can go through the reactor (for tests). */
 export function reactorLoaded(): boolean {
   return net !== undefined && net !== null;
 }
@@ -122,7 +122,6 @@ export class ReactorReader {
    * It starts reading at once: call `read()` straight away.
    */
   static open(fd: number, size: number, label: string): ReactorReader | null {
-    if (disabled) return null;
     const nodeNetModule = net;
     if (nodeNetModule === undefined) {
       if (++pipesSeen >= 2 && !loadScheduled) {
@@ -146,7 +145,7 @@ export class ReactorReader {
     } catch {
       // This runtime cannot adopt a pipe fd (it refuses it before taking
       // it): the poller serves this pipe and every later one.
-      disabled = true;
+      net = null;
       return null;
     }
   }
