@@ -130,7 +130,9 @@ export class UsermodeBlob implements Disposable {
 function scriptInterpreter(bytes: Uint8Array): string {
   const end = bytes.indexOf(0x0a);
   const line = new TextDecoder().decode(bytes.subarray(2, end < 0 ? Math.min(bytes.length, 256) : end));
-  return line.trim().split(/\s+/)[0] ?? "";
+  // As the kernel reads it: after "#!" and any blanks, up to a blank or the
+  // line's end. A "\r" (a script saved with CRLF line endings) is part of the name.
+  return line.replace(/^[ \t]+/, "").split(/[ \t]/)[0] ?? "";
 }
 
 /** The ELF header's machine of `bytes` (`"x86_64"`, ...), or `null` when they are not ELF. */

@@ -150,7 +150,7 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
     isScript: blob.isScript,
     argv: argvFor(options.argv0 ?? name, options.args),
     envp: buildEnv(options),
-    cwd: options.cwd === undefined ? null : cString(cwdPath(options.cwd), "cwd"),
+    cwd: hasCwd(options) ? cString(cwdPath(options.cwd!), "cwd") : null,
     extraFlags: options.detached ? POSIX_SPAWN_SETPGROUP : 0,
     pgroup: 0,
   };
@@ -169,7 +169,7 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
       child = trampolineSpawn({ ...request, ...setup, stdio: fds, legacyClone: path === "clone" }, action);
     }
   } catch (error) {
-    const detail = execFailureDetail(error, blob, request.blobFd, options.cwd !== undefined);
+    const detail = execFailureDetail(error, blob, request.blobFd, hasCwd(options));
     if (detail !== null) {
       const { syscall, errno } = error as SpawnError;
       throw new SpawnError(action, syscall, errno, { detail, cause: error });
@@ -245,7 +245,12 @@ function execFailureDetail(error: unknown, blob: UsermodeBlob, blobFd: number, h
   if (code === "ENOENT" && syscall !== "chdir") {
     // A script's exec: the "#!" interpreter is missing.
     if (blob.interpreter !== null && !hasCwd) {
-      return `${syscall}() failed with ENOENT: its "#!" interpreter "${blob.interpreter}" does not exist`;
+      const crlf = blob.interpreter.endsWith("\r")
+        ? ' (the script has CRLF line endings, and the "\\r" is part of the name)'
+        : "";
+      return `${syscall}() failed with ENOENT: its "#!" interpreter ${
+        JSON.stringify(blob.interpreter)
+      } does not exist${crlf}`;
     }
     // posix_spawn execs the memfd by its /proc/self/fd path (the trampoline
     // needs no path, but is itself dlopen()ed through one).
@@ -271,7 +276,11 @@ const MAX_CACHED_ARGV = 64;
 
 function argvFor(argv0: string, args: string[] | undefined): CStringArray {
   const what = (i: number): string => i === 0 ? "argv0" : `args[${i - 1}]`;
-  if (args !== undefined && args.length > 0) return cStringArray([argv0, ...args], what);
+  if (args !== undefined && !Array.isArray(args)) {
+    throw new TypeError(`Invalid args: expected an array, got ${describe(args)}`);
+  }
+  // Non-string args become strings, as Deno.Command makes them.
+  if (args !== undefined && args.length > 0) return cStringArray([argv0, ...args.map(String)], what);
   let argv = bareArgv.get(argv0);
   if (argv === undefined) {
     argv = cStringArray([argv0], what);
@@ -294,6 +303,11 @@ function spawnPath(): SpawnPath {
   const env = environEntries();
   if (env.includes("UMH_SPAWN=posix_spawn") || !trampolineAvailable()) return defaultPath = "posix_spawn";
   return defaultPath = env.includes("UMH_SPAWN=clone") ? "clone" : "trampoline";
+}
+
+/** Whether the helper starts somewhere else: `cwd: ""` means here, as for Deno.Command. */
+function hasCwd(options: HelperOptions): boolean {
+  return options.cwd !== undefined && options.cwd !== "";
 }
 
 function cwdPath(cwd: string | URL): string {
@@ -333,7 +347,10 @@ function buildEnv(options: HelperOptions): ReturnType<typeof cStringArray> | nul
     if (key === "" || key.includes("=") || key.includes("\0")) {
       throw new TypeError(`Invalid env key ${JSON.stringify(key)}: it must be non-empty, without "=" or NUL`);
     }
-    vars.set(key, String(value));
+    if (typeof value !== "string") {
+      throw new TypeError(`Invalid env value for ${JSON.stringify(key)}: expected a string, got ${describe(value)}`);
+    }
+    vars.set(key, value);
   }
   const entries = [...vars].map(([key, value]) => `${key}=${value}`);
   return cStringArray(entries, (i) => `env[${JSON.stringify(entries[i]!.split("=")[0])}]`);
