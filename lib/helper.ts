@@ -7,7 +7,8 @@ import { lazyWatches as lazyWatchSet } from "./lazy_watch.ts";
 import { forgetLive, registerLive } from "./owner_exit.ts";
 import { PipeEnd } from "./pipe.ts";
 import { thePoller } from "./poller.ts";
-import { type HelperOutput, type HelperStatus, joinChunks, outputOf, signalNumber, statusOf } from "./status.ts";
+import { type HelperOutput, type HelperStatus, lostStatus, outputOf, signalNumber, statusOf } from "./status.ts";
+import { type HelperReadableStream, readAll } from "./helper_stream.ts";
 
 /** How long `[Symbol.asyncDispose]` waits after SIGTERM before SIGKILL. */
 export const DISPOSE_GRACE_MS = 500;
@@ -79,8 +80,8 @@ export class UsermodeHelper implements AsyncDisposable {
   #finished = false;
   readonly #pipes: { stdin: PipeEnd | null; stdout: PipeEnd | null; stderr: PipeEnd | null };
   #stdin: WritableStream<Uint8Array> | undefined;
-  #stdout: ReadableStream<Uint8Array<ArrayBuffer>> | undefined;
-  #stderr: ReadableStream<Uint8Array<ArrayBuffer>> | undefined;
+  #stdout: HelperReadableStream | undefined;
+  #stderr: HelperReadableStream | undefined;
   readonly #abort: AbortSignal | undefined;
   readonly #onAbort = (): void => {
     if (this.#exited === null) this.#signal(SIGNALS.SIGTERM);
@@ -131,15 +132,19 @@ export class UsermodeHelper implements AsyncDisposable {
     return this.#stdin ??= pipe.writable();
   }
 
-  /** The kernel's `pipe_from_umh`: the helper's stdout. Throws `TypeError` unless stdout is `"piped"`. */
-  get stdout(): ReadableStream<Uint8Array<ArrayBuffer>> {
+  /**
+   * The kernel's `pipe_from_umh`: the helper's stdout, with `text()`,
+   * `json()`, `bytes()` and `arrayBuffer()` as Deno's. Throws `TypeError`
+   * unless stdout is `"piped"`.
+   */
+  get stdout(): HelperReadableStream {
     const pipe = this.#pipes.stdout;
     if (pipe === null) throw new TypeError("Cannot get 'stdout': 'stdout' is not piped");
     return this.#stdout ??= pipe.readable();
   }
 
-  /** The helper's stderr. Throws `TypeError` unless stderr is `"piped"`. */
-  get stderr(): ReadableStream<Uint8Array<ArrayBuffer>> {
+  /** The helper's stderr, with the same collectors as `stdout`. Throws `TypeError` unless stderr is `"piped"`. */
+  get stderr(): HelperReadableStream {
     const pipe = this.#pipes.stderr;
     if (pipe === null) throw new TypeError("Cannot get 'stderr': 'stderr' is not piped");
     return this.#stderr ??= pipe.readable();
@@ -162,21 +167,22 @@ export class UsermodeHelper implements AsyncDisposable {
     // No EOF to come (a pipe read to its end already, or none piped): watch the exit itself.
     if ((stdout === null || stdout.closed) && (stderr === null || stderr.closed)) this.#watch();
     const [out, err, status] = await Promise.all([
-      stdout && collect(this.stdout),
-      stderr && collect(this.stderr),
+      stdout && readAll(this.stdout),
+      stderr && readAll(this.stderr),
       this.#status,
     ]);
     return outputOf(status, out, err);
   }
 
   /**
-   * Sends `signal` (default `"SIGTERM"`) through the helper's pidfd, so a
-   * recycled pid can never be hit. Throws `TypeError` once the helper has exited.
+   * Sends `signal` (default `"SIGTERM"`; a name, or a number as
+   * `Deno.ChildProcess.kill()` takes) through the helper's pidfd, so a
+   * recycled pid can never be hit. Throws `TypeError` once the helper has
+   * exited, and for a signal Linux does not have.
    */
-  kill(signal: Deno.Signal = "SIGTERM"): void {
-    const signo = signalNumber(signal);
+  kill(signal: Deno.Signal | number = "SIGTERM"): void {
     if (this.#exited !== null) throw new TypeError("Child process has already terminated");
-    this.#signal(signo);
+    this.#signal(signalNumber(signal));
   }
 
   /** Lets this helper keep the program alive until it exits (the default). */
@@ -315,23 +321,8 @@ export class UsermodeHelper implements AsyncDisposable {
       // ECHILD: something else in this process reaped it (a waitpid(-1)), and
       // its exit status is lost. `status` must still resolve; code -1 says so.
       if (!(error instanceof SyscallError && error.errno === ECHILD)) throw error;
-      this.#exited = { success: false, code: -1, signal: null };
+      this.#exited = lostStatus();
     }
-  }
-}
-
-/**
- * Reads `stream` to its end. The reader keeps the lock, as Deno's output()
- * does: a second output() then throws that the stream is locked instead of
- * returning nothing.
- */
-async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array<ArrayBuffer>> {
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return joinChunks(chunks);
-    chunks.push(value);
   }
 }
 

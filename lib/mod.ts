@@ -22,6 +22,7 @@ export { BlobCommand } from "./command.ts";
 export { SpawnError, SyscallError } from "./errors.ts";
 export { forkUsermodeBlob } from "./fork_usermode_blob.ts";
 export { DISPOSE_GRACE_MS, UsermodeHelper } from "./helper.ts";
+export { HelperReadableStream } from "./helper_stream.ts";
 export type { BlobSource, HelperOptions, Stdio } from "./spawn.ts";
 export type { HelperOutput, HelperStatus } from "./status.ts";
 export { encodeFrame, FrameReader, MAX_FRAME_BYTES } from "./frame.ts";

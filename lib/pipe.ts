@@ -12,6 +12,7 @@ import { EPOLLIN, EPOLLOUT, F_SETPIPE_SZ } from "../ffi/constants.ts";
 import { EPIPE, SyscallError } from "../ffi/errno.ts";
 import { close, fcntl, prefault, readSome, writeSome } from "../ffi/libc.ts";
 import { thePoller, type WaitOwner } from "./poller.ts";
+import { HelperReadableStream } from "./helper_stream.ts";
 import { ReactorReader } from "./reactor.ts";
 
 const FIRST_READ_SIZE = 64 * 1024;
@@ -87,8 +88,8 @@ export class PipeEnd {
   }
 
   /** A byte stream of everything the helper writes; closes the fd at EOF or cancel. */
-  readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
-    return new ReadableStream({
+  readable(): HelperReadableStream {
+    return new HelperReadableStream({
       type: "bytes",
       pull: (controller) => {
         const request = controller.byobRequest;
@@ -225,22 +226,34 @@ export class PipeEnd {
     return scratch.subarray(0, n);
   }
 
-  /** A writable stream into the pipe; closing it closes the fd (EOF for the helper). */
+  /**
+   * A writable stream into the pipe; closing it closes the fd (EOF for the
+   * helper). A write that fails (a chunk that is not bytes, EPIPE) errors the
+   * stream and closes the fd too, as Deno's does: the helper then sees EOF
+   * instead of waiting for input that cannot come.
+   */
   writable(): WritableStream<Uint8Array> {
     return new WritableStream({
-      write: (chunk) => this.write(chunk),
+      write: async (chunk) => {
+        try {
+          await this.write(chunk);
+        } catch (error) {
+          this.close();
+          throw error;
+        }
+      },
       close: () => this.close(),
       abort: () => this.close(),
     });
   }
 
-  /** Writes all of `chunk`, waiting for room as needed. Rejects with EPIPE once the helper's end is closed. */
-  async write(chunk: Uint8Array): Promise<void> {
-    if (!(chunk instanceof Uint8Array)) {
-      throw new TypeError(`Cannot write to the ${this.#label}: expected a Uint8Array, got ${typeof chunk}`);
-    }
-    // FFI needs an ArrayBuffer, not a SharedArrayBuffer.
-    const bytes = chunk.buffer instanceof ArrayBuffer ? chunk as Uint8Array<ArrayBuffer> : chunk.slice();
+  /**
+   * Writes all of `chunk` (any ArrayBuffer or ArrayBufferView, as Deno's
+   * stdin takes), waiting for room as needed. Rejects with EPIPE once the
+   * helper's end is closed.
+   */
+  async write(chunk: ArrayBufferView | ArrayBufferLike): Promise<void> {
+    const bytes = bytesOf(chunk, this.#label);
     let offset = 0;
     while (offset < bytes.length) {
       if (this.#fd < 0) throw new TypeError(`Cannot write to the ${this.#label}: it is closed`);
@@ -278,4 +291,25 @@ export class PipeEnd {
       // EPERM or EBUSY: keep the current size, on purpose.
     }
   }
+}
+
+/**
+ * The bytes of a chunk written to a pipe, as a Uint8Array over an
+ * ArrayBuffer (FFI cannot take shared memory, which is copied);
+ * `TypeError` for anything that is not an ArrayBuffer or a view of one.
+ */
+function bytesOf(chunk: unknown, label: string): Uint8Array<ArrayBuffer> {
+  let bytes: Uint8Array;
+  if (chunk instanceof Uint8Array) bytes = chunk;
+  else if (ArrayBuffer.isView(chunk)) bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  else if (chunk instanceof ArrayBuffer || chunk instanceof SharedArrayBuffer) bytes = new Uint8Array(chunk);
+  else {
+    const got = chunk === null
+      ? "null"
+      : typeof chunk === "object"
+      ? chunk.constructor?.name ?? "object"
+      : typeof chunk;
+    throw new TypeError(`Cannot write to the ${label}: expected an ArrayBuffer or ArrayBufferView, got ${got}`);
+  }
+  return bytes.buffer instanceof ArrayBuffer ? bytes as Uint8Array<ArrayBuffer> : bytes.slice();
 }

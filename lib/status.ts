@@ -1,6 +1,6 @@
 // Exit status and output shapes, as Deno.CommandStatus / Deno.CommandOutput spell them.
 
-import { CLD_EXITED, type SignalName, SIGNALS } from "../ffi/constants.ts";
+import { CLD_EXITED, type SignalName, SIGNALS, SIGRTMAX } from "../ffi/constants.ts";
 import type { WaitResult } from "../ffi/libc.ts";
 
 /**
@@ -34,17 +34,41 @@ export function signalName(signo: number): Deno.Signal {
   return name as Deno.Signal;
 }
 
-/** The signal number for a name such as `"SIGTERM"`; `TypeError` for an unknown name. */
-export function signalNumber(signal: string): number {
-  const number = (SIGNALS as Record<string, number>)[signal];
-  if (number === undefined) throw new TypeError(`Invalid signal: "${signal}" is not a Linux signal name`);
+/** Other names Linux has for the same numbers, which `Deno.Signal` also spells. */
+const SIGNAL_ALIASES: Readonly<Record<string, number>> = { SIGIOT: 6, SIGPOLL: 29, SIGUNUSED: 31 };
+
+/**
+ * The signal number for a name such as `"SIGTERM"` (or a Linux alias such as
+ * `"SIGIOT"`), or for a number from 0 to 64 as `Deno.ChildProcess.kill()`
+ * takes one; `TypeError` for anything else.
+ */
+export function signalNumber(signal: string | number): number {
+  if (typeof signal === "number") {
+    if (Number.isInteger(signal) && signal >= 0 && signal <= SIGRTMAX) return signal;
+    throw new TypeError(`Invalid signal: ${signal} (expected a signal name or a number from 0 to ${SIGRTMAX})`);
+  }
+  const number = (SIGNALS as Record<string, number>)[signal] ?? SIGNAL_ALIASES[signal];
+  if (number === undefined) throw new TypeError(`Invalid signal: ${String(signal)} is not a Linux signal name`);
   return number;
 }
 
 /** Turns a waitid() result into a status. */
 export function statusOf(result: WaitResult): HelperStatus {
-  if (result.how === CLD_EXITED) return { success: result.status === 0, code: result.status, signal: null };
-  return { success: false, code: 128 + result.status, signal: signalName(result.status) };
+  // A null-prototype object, as Deno's own statuses are.
+  const exited = result.how === CLD_EXITED;
+  const status = {
+    __proto__: null,
+    success: exited && result.status === 0,
+    code: exited ? result.status : 128 + result.status,
+    signal: exited ? null : signalName(result.status),
+  };
+  return status;
+}
+
+/** The status of a helper whose exit something else reaped (ECHILD): code -1, as no status is to be had. */
+export function lostStatus(): HelperStatus {
+  const status = { __proto__: null, success: false, code: -1, signal: null };
+  return status;
 }
 
 /** Builds an output whose `stdout`/`stderr` getters throw when that stream was not piped. */
@@ -53,8 +77,11 @@ export function outputOf(
   stdout: Uint8Array<ArrayBuffer> | null,
   stderr: Uint8Array<ArrayBuffer> | null,
 ): HelperOutput {
-  return {
-    ...status,
+  const output = {
+    __proto__: null, // as Deno's own outputs
+    success: status.success,
+    code: status.code,
+    signal: status.signal,
     get stdout(): Uint8Array<ArrayBuffer> {
       if (stdout === null) throw new TypeError("Cannot get 'stdout': 'stdout' is not piped");
       return stdout;
@@ -64,6 +91,7 @@ export function outputOf(
       return stderr;
     },
   };
+  return output;
 }
 
 /** All of `chunks` in one array: the chunk itself when there is one (and it is not shared memory), else a copy. */

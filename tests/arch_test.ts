@@ -80,7 +80,7 @@ Deno.test({
       assert.equal(await talk.request("hello from the other side"), "hello from the other side");
       assert.equal(await talk.request("!pid"), String(helper.pid), "qemu-user runs the guest in its own process");
       await talk.close();
-      assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+      assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
     } finally {
       await Deno.remove(guest);
     }

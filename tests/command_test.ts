@@ -246,7 +246,7 @@ Deno.test("BlobCommand signal: aborting kills the helper with SIGTERM", async ()
   const controller = new AbortController();
   await using helper = new BlobCommand(SLEEPER, { signal: controller.signal, stdout: "piped" }).spawn();
   controller.abort();
-  assert.deepEqual(await helper.status, { success: false, code: 143, signal: "SIGTERM" });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 143, signal: "SIGTERM" });
   controller.abort(); // after exit: nothing to kill, nothing thrown
 });
 

@@ -33,7 +33,7 @@ async function catRoundTrip(data: Uint8Array, chunk: number): Promise<void> {
   const [received] = await Promise.all([readAll(helper.stdout), writing]);
   assert.equal(received.length, data.length);
   assert.ok(sameBytes(received, data), "cat returned different bytes");
-  assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
 }
 
 Deno.test("UsermodeHelper round-trips 1 byte through the cat blob", async () => {
@@ -96,37 +96,37 @@ Deno.test("UsermodeHelper child holds only fds 0, 1 and 2", async () => {
   assert.equal(await talk.request("!pid"), String(helper.pid)); // answered: exec and CLOEXEC are done
   assert.deepEqual(childFds(helper.pid), [0, 1, 2]);
   await talk.close();
-  assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
 });
 
 Deno.test('UsermodeHelper.kill("SIGKILL") reports code 137 and signal SIGKILL', async () => {
   await using helper = forkUsermodeBlob(blobFor("reqrep"));
   helper.kill("SIGKILL");
-  assert.deepEqual(await helper.status, { success: false, code: 137, signal: "SIGKILL" });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 137, signal: "SIGKILL" });
 });
 
 Deno.test("UsermodeHelper.kill() sends SIGTERM by default (code 143)", async () => {
   await using helper = forkUsermodeBlob(blobFor("reqrep"));
   helper.kill();
-  assert.deepEqual(await helper.status, { success: false, code: 143, signal: "SIGTERM" });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 143, signal: "SIGTERM" });
 });
 
 Deno.test("UsermodeHelper.status reports SIGSEGV (code 139) for a helper that crashes", async () => {
   await using helper = forkUsermodeBlob(blobFor("reqrep"));
   await new Conversation(helper).send("!crash");
-  assert.deepEqual(await helper.status, { success: false, code: 139, signal: "SIGSEGV" });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 139, signal: "SIGSEGV" });
 });
 
 Deno.test('UsermodeHelper.status is exactly { success: false, code: 3, signal: null } after "!exit 3"', async () => {
   await using helper = forkUsermodeBlob(blobFor("reqrep"));
   await new Conversation(helper).send("!exit 3");
-  assert.deepEqual(await helper.status, { success: false, code: 3, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 3, signal: null });
 });
 
 Deno.test("UsermodeHelper.kill() throws TypeError after the helper exited", async () => {
   await using helper = forkUsermodeBlob(blobFor("reqrep"));
   await helper.stdin.close();
-  assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
   assert.throws(() => helper.kill(), TypeError);
   assert.throws(() => helper.kill("SIGKILL"), TypeError);
 });
@@ -134,7 +134,7 @@ Deno.test("UsermodeHelper.kill() throws TypeError after the helper exited", asyn
 Deno.test("UsermodeHelper.status resolves when nobody reads the helper's pipes", async () => {
   await using helper = forkUsermodeBlob(blobFor("reqrep"), { stderr: "piped" });
   await new Conversation(helper).send("!exit 0");
-  assert.deepEqual(await within(helper.status, 30_000, "status"), { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await within(helper.status, 30_000, "status") }, { success: true, code: 0, signal: null });
 });
 
 Deno.test("UsermodeHelper dies of SIGPIPE when it writes to a closed pipe", async () => {
@@ -149,7 +149,7 @@ Deno.test("UsermodeHelper dies of SIGPIPE when it writes to a closed pipe", asyn
     // EPIPE once cat is gone: expected
   }
   assert.ok(writes < 10_000, "cat kept reading: it did not die of SIGPIPE");
-  assert.deepEqual(await helper.status, { success: false, code: 141, signal: "SIGPIPE" });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 141, signal: "SIGPIPE" });
 });
 
 Deno.test("UsermodeHelper.stdin rejects with SyscallError EPIPE once the helper died", async () => {
@@ -174,14 +174,14 @@ Deno.test("UsermodeHelper.stdin rejects a write pending on a full pipe with EPIP
   const error = await within(pending, 30_000, "the pending write to settle");
   assert.ok(error instanceof SyscallError, `expected SyscallError, got ${error}`);
   assert.equal(error.code, "EPIPE");
-  assert.deepEqual(await helper.status, { success: false, code: 137, signal: "SIGKILL" });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 137, signal: "SIGKILL" });
 });
 
 Deno.test("UsermodeHelper.kill() sends any named signal and refuses unknown names with TypeError", async () => {
   await using helper = forkUsermodeBlob(blobFor("reqrep"));
   assert.throws(() => helper.kill("SIGNOPE" as Deno.Signal), TypeError);
   helper.kill("SIGUSR1");
-  assert.deepEqual(await helper.status, { success: false, code: 138, signal: "SIGUSR1" });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 138, signal: "SIGUSR1" });
 });
 
 Deno.test("UsermodeHelper.output() collects stdout and stderr of reqrep", async () => {
@@ -244,7 +244,7 @@ Deno.test("UsermodeHelper[Symbol.asyncDispose] SIGKILLs a helper that ignores SI
     assert.equal(text(value!), "ready\n");
     reader.releaseLock();
   }
-  assert.deepEqual(await helper.status, { success: false, code: 137, signal: "SIGKILL" });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 137, signal: "SIGKILL" });
 });
 
 /** Runs a small Deno program that starts a `!hang` helper, `ref`'d or `unref`'d. */

@@ -30,7 +30,7 @@ Deno.test("UsermodeHelper.stdout waits for a reply in Deno's reactor, not in the
   assert.equal(text(value!), "ping");
   await writer.close();
   assert.equal((await reader.read()).done, true);
-  assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
 });
 
 Deno.test("UsermodeHelper.stdout leaves the reactor for bulk data, bytes in order and in chunks over 64 KiB", async () => {
@@ -62,7 +62,7 @@ Deno.test("UsermodeHelper.stdout leaves the reactor for bulk data, bytes in orde
   assert.equal(offset, data.length);
   assert.ok(sameBytes(received, data), "cat returned different bytes");
   assert.ok(Math.max(...chunks.map((chunk) => chunk.length)) > 64 * 1024, "no read larger than the reactor's buffer");
-  assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
 });
 
 Deno.test("UsermodeHelper.stdout serves a BYOB read after default reads from the reactor", async () => {
@@ -82,14 +82,14 @@ Deno.test("UsermodeHelper.stdout serves a BYOB read after default reads from the
     rest += text(value);
   }
   assert.equal(rest, "two");
-  assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
 });
 
 Deno.test("UsermodeHelper is reaped when its stdout ends before it exits", async () => {
   const script = bytes("#!/bin/sh\nexec >&-\nsleep 0.2\nexit 4\n");
   await using helper = new BlobCommand(script, { stdout: "piped" }).spawn();
   assert.equal((await readAll(helper.stdout)).length, 0);
-  assert.deepEqual(await helper.status, { success: false, code: 4, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: false, code: 4, signal: null });
 });
 
 Deno.test("UsermodeHelper is reaped while a grandchild still holds its stdout open", async () => {
@@ -104,7 +104,7 @@ Deno.test("UsermodeHelper is reaped while a grandchild still holds its stdout op
     const pending = reader.read(); // waits for an EOF that only the grandchild's exit brings
     // Nobody asks for the status: the lazy watch alone must reap the helper.
     await eventually(() => processState(helper.pid) === null, 2_000, "the helper to be reaped");
-    assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+    assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
     await reader.cancel();
     assert.equal((await pending).done, true);
   } finally {

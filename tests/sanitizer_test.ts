@@ -98,22 +98,30 @@ Deno.test({
       const cases: [string, Uint8Array[], (r: { replies: string[]; status: HelperStatus }) => void][] = [
         ["echo", [frame("hello"), frame(""), frame("again")], (r) => {
           assert.deepEqual(r.replies, ["hello", "", "again"]);
-          assert.deepEqual(r.status, OK);
+          assert.deepEqual({ ...r.status }, OK);
         }],
         ["!pid, !sleep, !stderr", [frame("!pid"), frame("!sleep 1"), frame("!stderr note")], (r) => {
           assert.match(r.replies[0]!, /^\d+$/);
           assert.deepEqual(r.replies.slice(1), ["ok", "ok"]);
-          assert.deepEqual(r.status, OK);
+          assert.deepEqual({ ...r.status }, OK);
         }],
-        ["!exit 3", [frame("!exit 3")], (r) => assert.deepEqual(r.status, { success: false, code: 3, signal: null })],
-        ["EOF at a frame boundary", [], (r) => assert.deepEqual(r.status, OK)],
-        ["truncated header", [new Uint8Array([5, 0])], (r) => assert.deepEqual(r.status, PROTOCOL_ERROR)],
-        ["truncated payload", [frame("truncated").subarray(0, 7)], (r) => assert.deepEqual(r.status, PROTOCOL_ERROR)],
-        ["frame over 16 MiB", [new Uint8Array([1, 0, 0, 1])], (r) => assert.deepEqual(r.status, PROTOCOL_ERROR)],
-        ["malformed !exit", [frame("!exit 3x")], (r) => assert.deepEqual(r.status, PROTOCOL_ERROR)],
+        [
+          "!exit 3",
+          [frame("!exit 3")],
+          (r) => assert.deepEqual({ ...r.status }, { success: false, code: 3, signal: null }),
+        ],
+        ["EOF at a frame boundary", [], (r) => assert.deepEqual({ ...r.status }, OK)],
+        ["truncated header", [new Uint8Array([5, 0])], (r) => assert.deepEqual({ ...r.status }, PROTOCOL_ERROR)],
+        [
+          "truncated payload",
+          [frame("truncated").subarray(0, 7)],
+          (r) => assert.deepEqual({ ...r.status }, PROTOCOL_ERROR),
+        ],
+        ["frame over 16 MiB", [new Uint8Array([1, 0, 0, 1])], (r) => assert.deepEqual({ ...r.status }, PROTOCOL_ERROR)],
+        ["malformed !exit", [frame("!exit 3x")], (r) => assert.deepEqual({ ...r.status }, PROTOCOL_ERROR)],
         ["largest frame (16 MiB)", [frame(large)], (r) => {
           assert.deepEqual(r.replies, [`<${large.length} bytes, sum ${largeSum}>`]);
-          assert.deepEqual(r.status, OK);
+          assert.deepEqual({ ...r.status }, OK);
         }],
       ];
       for (const [name, input, check] of cases) {
@@ -149,7 +157,7 @@ Deno.test({
         await writer.write(data);
         await writer.close();
         assert.deepEqual(new Uint8Array(await stdout), data);
-        assert.deepEqual(await helper.status, OK);
+        assert.deepEqual({ ...await helper.status }, OK);
         const report = await stderr;
         assert.doesNotMatch(report, REPORT, `sanitizer report:\n${report}`);
       }

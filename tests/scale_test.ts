@@ -18,7 +18,7 @@ Deno.test("forkUsermodeBlob() children hold only fds 0, 1 and 2 with 50 helpers 
     for (const helper of helpers) assert.deepEqual(childFds(helper.pid), [0, 1, 2], `fds of pid ${helper.pid}`);
     await Promise.all(talks.map((talk) => talk.close()));
     const statuses = await Promise.all(helpers.map((helper) => helper.status));
-    for (const status of statuses) assert.deepEqual(status, { success: true, code: 0, signal: null });
+    for (const status of statuses) assert.deepEqual({ ...status }, { success: true, code: 0, signal: null });
   } finally {
     await Promise.all(helpers.map((helper) => helper[Symbol.asyncDispose]()));
   }
@@ -53,7 +53,7 @@ Deno.test("forkUsermodeBlob() keeps 200 helpers with pending reads answering whi
 
     await Promise.all(talks.map((talk) => talk.close()));
     const statuses = await within(Promise.all(helpers.map((helper) => helper.status)), 120_000, "200 exits");
-    for (const status of statuses) assert.deepEqual(status, { success: true, code: 0, signal: null });
+    for (const status of statuses) assert.deepEqual({ ...status }, { success: true, code: 0, signal: null });
   } finally {
     await Promise.all(helpers.map((helper) => helper[Symbol.asyncDispose]()));
   }

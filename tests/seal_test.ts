@@ -177,7 +177,7 @@ Deno.test("loadBlob() copies the bytes: changing the source array afterwards doe
   await writer.write(encodeFrame(new TextEncoder().encode("still reqrep")));
   assert.equal(new TextDecoder().decode((await new FrameReader(helper.stdout).next())!), "still reqrep");
   await writer.close();
-  assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
   assert.deepEqual(await Deno.readFile(`/proc/self/fd/${blob.unsafeFd}`), blobFor("reqrep"));
 });
 
@@ -197,5 +197,5 @@ Deno.test("forkUsermodeBlob() helper's /proc/<pid>/exe is /memfd:<name> (deleted
     assert.ok(!path.startsWith("/") || path.startsWith("/memfd:"), `maps a disk file: ${path}`);
   }
   await writer.close();
-  assert.deepEqual(await helper.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...await helper.status }, { success: true, code: 0, signal: null });
 });

@@ -50,7 +50,7 @@ Deno.test("UsermodeDriver rejects with SIGKILL when an admin kills the helper mi
   const error = await inFlight.then(() => null, (e) => e);
   assert.ok(error instanceof HelperDiedError, String(error));
   assert.equal(error.pid, pid);
-  assert.deepEqual(error.status, { success: false, code: 137, signal: "SIGKILL" });
+  assert.deepEqual({ ...error.status }, { success: false, code: 137, signal: "SIGKILL" });
   assert.match(error.message, /SIGKILL/);
   const newPid = Number(decoder.decode(await d.request(text("!pid"))));
   assert.notEqual(newPid, pid);
@@ -67,7 +67,7 @@ Deno.test("UsermodeDriver reports a segfault mid-request as SIGSEGV and recovers
   await using d = driver();
   const error = await d.request(text("!crash")).then(() => null, (e) => e);
   assert.ok(error instanceof HelperDiedError);
-  assert.deepEqual(error.status, { success: false, code: 139, signal: "SIGSEGV" });
+  assert.deepEqual({ ...error.status }, { success: false, code: 139, signal: "SIGSEGV" });
   assert.equal(decoder.decode(await d.request(text("back"))), "back");
 });
 
@@ -75,7 +75,7 @@ Deno.test("UsermodeDriver reports exit code 3 and recovers", async () => {
   await using d = driver();
   const error = await d.request(text("!exit 3")).then(() => null, (e) => e);
   assert.ok(error instanceof HelperDiedError);
-  assert.deepEqual(error.status, { success: false, code: 3, signal: null });
+  assert.deepEqual({ ...error.status }, { success: false, code: 3, signal: null });
   assert.match(error.message, /exited with code 3/);
   assert.equal(decoder.decode(await d.request(text("back"))), "back");
 });
@@ -152,7 +152,7 @@ Deno.test("UsermodeDriver.stop() closes stdin so the helper exits cleanly, then 
   assert.equal(exists(pid), false);
   const exit = seen.find((e) => e.type === "exit")!;
   assert.equal(exit.detail.cause, "stop");
-  assert.deepEqual(exit.detail.status, { success: true, code: 0, signal: null });
+  assert.deepEqual({ ...exit.detail.status }, { success: true, code: 0, signal: null });
   const error = await d.request(text("x")).then(() => null, (e) => e);
   assert.ok(error instanceof DriverDownError);
   await d[Symbol.asyncDispose]();
