@@ -100,7 +100,9 @@ function openLibc(): LibcSymbols {
     return Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
   } catch (cause) {
     if (cause instanceof Deno.errors.NotCapable || cause instanceof Deno.errors.PermissionDenied) {
-      throw new Error(
+      // The class Deno threw (NotCapable), so `instanceof` checks written for Deno's own refusals still hold.
+      const Refusal = cause instanceof Deno.errors.NotCapable ? Deno.errors.NotCapable : Deno.errors.PermissionDenied;
+      throw new Refusal(
         "Cannot start a user-mode helper: umh needs --allow-ffi, because it calls libc (memfd_create, posix_spawn) directly, which gives it full access to this process",
         { cause },
       );
