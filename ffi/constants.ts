@@ -115,6 +115,7 @@ export const SYS_pidfd_open = 434;
 export const SYS_close_range = 436;
 export const SYS_memfd_create = ARCH === "aarch64" ? 279 : 319;
 export const SYS_execveat = ARCH === "aarch64" ? 281 : 322;
+export const SYS_rt_sigaction = ARCH === "aarch64" ? 134 : 13;
 
 /** Linux signal numbers (the same on x86_64 and aarch64). */
 export const SIGNALS = {

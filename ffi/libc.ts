@@ -17,6 +17,7 @@ import {
   SIZEOF_SIGINFO_T,
   SYS_pidfd_open,
   SYS_pidfd_send_signal,
+  SYS_rt_sigaction,
   WEXITED,
   WNOHANG,
 } from "./constants.ts";
@@ -261,4 +262,19 @@ export function waitid(
 export function glibcVersion(): string {
   const p = libc().gnu_get_libc_version();
   return p === null ? "unknown" : Deno.UnsafePointerView.getCString(p);
+}
+
+/**
+ * Sets `signo` back to its default action and sends it to this process, so
+ * that the process dies of it (its parent then sees the signal, not an exit
+ * code). Returns only where that did not happen (a signal whose default is
+ * not to terminate); the caller then exits itself.
+ */
+export function dieOfSignal(signo: number): void {
+  // struct kernel_sigaction, all zero: SIG_DFL, no flags, no restorer, empty mask (the same on both arches).
+  const action = new BigUint64Array(4);
+  const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(action)));
+  const { syscall, kill, getpid } = libc();
+  if (syscall(BigInt(SYS_rt_sigaction), BigInt(signo), address, 0n, 8n, 0n, 0n) !== 0n) return;
+  kill(getpid(), signo);
 }

@@ -10,6 +10,7 @@
 // `parentDeathSignal`.
 
 import { SIGNALS } from "../ffi/constants.ts";
+import { dieOfSignal } from "../ffi/libc.ts";
 
 /** What owner-exit cleanup needs from a helper. */
 export interface LiveHelper {
@@ -34,7 +35,8 @@ let handleSignals = true;
 
 /**
  * Chooses whether umh listens for SIGINT, SIGTERM and SIGHUP while helpers
- * live (the default), killing them and exiting with 128 + the signal number.
+ * live (the default), killing them and then dying of that signal (its
+ * default action, as the program would without a listener).
  * A program with its own handlers for those signals (a graceful shutdown)
  * should turn this off and call {@linkcode killAllHelpersSync} itself.
  *
@@ -131,8 +133,10 @@ function onError(event: Event): void {
 const signalHandlers = new Map<Deno.Signal, () => void>(
   EXIT_SIGNALS.map((signal) => [signal, (): void => {
     killAllHelpersSync();
-    // Deno replaced the default action when a listener was added; exit as the
-    // signal would have, with 128 + its number.
+    // Deno replaced the default action when a listener was added: put it
+    // back and die of the signal, so that whoever waits for this program sees
+    // the signal, as without umh. Should that not end it, exit with 128 + n.
+    dieOfSignal(SIGNALS[signal]);
     Deno.exit(128 + SIGNALS[signal]);
   }]),
 );

@@ -150,10 +150,11 @@ async function owner(
 }
 
 for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
-  Deno.test(`owner exit on ${signal} kills and reaps all five helpers`, async () => {
+  Deno.test(`owner exit on ${signal} kills and reaps all five helpers, then dies of ${signal}`, async () => {
     const { pids, status } = await owner("wait", signal);
     assert.equal(pids.length, 5);
     assert.equal(status.code, 128 + { SIGTERM: 15, SIGINT: 2, SIGHUP: 1 }[signal]);
+    assert.equal(status.signal, signal, "the owner dies of the signal itself, as it would without umh");
     assert.deepEqual(pids.filter(running), []);
   });
 }
