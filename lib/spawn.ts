@@ -1,6 +1,6 @@
 // Starting one helper: options → argv/envp/pipes → posix_spawn → handle.
 
-import { O_CLOEXEC, P_PID, P_PIDFD, POSIX_SPAWN_SETPGROUP, SIGNALS } from "../ffi/constants.ts";
+import { O_CLOEXEC, P_PID, P_PIDFD, POSIX_SPAWN_SETSID, SIGNALS } from "../ffi/constants.ts";
 import { cString } from "../ffi/c_string.ts";
 import { ENOEXEC, SpawnError } from "../ffi/errno.ts";
 import { close, pidfdOpen, pipe2, sendSignal, setNonblocking, waitid } from "../ffi/libc.ts";
@@ -49,8 +49,9 @@ export interface HelperOptions {
   /** `argv[0]`, the name `ps` shows. Defaults to the blob's name. */
   argv0?: string;
   /**
-   * Let the helper outlive the owner: it gets its own process group and is
-   * not killed when the owner exits.
+   * Let the helper outlive the owner: it gets a session (and process group)
+   * of its own, as `Deno.Command` gives a detached child, and is not killed
+   * when the owner exits.
    */
   detached?: boolean;
   /** Signal the helper gets when the owner dies (prctl PR_SET_PDEATHSIG), e.g. `"SIGKILL"`. */
@@ -151,7 +152,7 @@ function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, St
     argv: argvFor(options.argv0 ?? name, options.args),
     envp: buildEnv(options),
     cwd: hasCwd(options) ? cString(cwdPath(options.cwd!), "cwd") : null,
-    extraFlags: options.detached ? POSIX_SPAWN_SETPGROUP : 0,
+    extraFlags: options.detached ? POSIX_SPAWN_SETSID : 0, // a session of its own, as Deno.Command detaches
     pgroup: 0,
   };
   // The trampoline is the faster path (bench/trampoline_compare.ts) and the

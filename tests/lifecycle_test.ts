@@ -182,7 +182,7 @@ Deno.test("owner killed with SIGKILL: the helpers see EOF on stdin and exit by t
   assert.deepEqual(await waitGone(pids, 5000), []);
 });
 
-Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in its own process group", async () => {
+Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in a session of its own as Deno.Command detaches", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const script = `${dir}/detached.ts`;
@@ -204,8 +204,9 @@ Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in its own
     try {
       assert.ok(running(pid!), "the detached helper still runs after its owner exited");
       const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      const pgrp = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+      const [pgrp, session] = stat.slice(stat.lastIndexOf(")") + 2).split(" ").slice(2, 4).map(Number);
       assert.equal(pgrp, pid, "it leads its own process group");
+      assert.equal(session, pid, "and its own session (setsid), as a detached Deno.Command child");
     } finally {
       Deno.kill(pid!, "SIGKILL");
     }
