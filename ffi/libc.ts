@@ -264,6 +264,43 @@ export function glibcVersion(): string {
   return p === null ? "unknown" : Deno.UnsafePointerView.getCString(p);
 }
 
+/** SIG_DFL and SIG_IGN, as rt_sigaction(2) takes them. */
+const SIG_DFL = 0n;
+const SIG_IGN = 1n;
+
+/**
+ * rt_sigaction(2) on `signo`: sets the plain `handler` (SIG_DFL or SIG_IGN,
+ * no flags, empty mask) when given; returns the handler it had, or null
+ * where the call failed.
+ */
+function signalAction(signo: number, handler?: bigint): bigint | null {
+  // struct kernel_sigaction: handler, flags, restorer, mask (the same on both arches).
+  const action = new BigUint64Array(4);
+  const old = new BigUint64Array(4);
+  if (handler !== undefined) action[0] = handler;
+  const address = (buffer: BigUint64Array): bigint => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+  const result = libc().syscall(
+    BigInt(SYS_rt_sigaction),
+    BigInt(signo),
+    handler === undefined ? 0n : address(action),
+    address(old),
+    8n,
+    0n,
+    0n,
+  );
+  return result === 0n ? old[0]! : null;
+}
+
+/** Whether this process ignores `signo` (SIG_IGN), as one started under `nohup` ignores SIGHUP. */
+export function signalIgnored(signo: number): boolean {
+  return signalAction(signo) === SIG_IGN;
+}
+
+/** Sets `signo` to SIG_IGN again (after Deno replaced that while binding a signal listener). */
+export function ignoreSignal(signo: number): void {
+  signalAction(signo, SIG_IGN);
+}
+
 /**
  * Sets `signo` back to its default action and sends it to this process, so
  * that the process dies of it (its parent then sees the signal, not an exit
@@ -271,10 +308,7 @@ export function glibcVersion(): string {
  * not to terminate); the caller then exits itself.
  */
 export function dieOfSignal(signo: number): void {
-  // struct kernel_sigaction, all zero: SIG_DFL, no flags, no restorer, empty mask (the same on both arches).
-  const action = new BigUint64Array(4);
-  const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(action)));
-  const { syscall, kill, getpid } = libc();
-  if (syscall(BigInt(SYS_rt_sigaction), BigInt(signo), address, 0n, 8n, 0n, 0n) !== 0n) return;
+  if (signalAction(signo, SIG_DFL) === null) return;
+  const { kill, getpid } = libc();
   kill(getpid(), signo);
 }

@@ -10,7 +10,7 @@
 // `parentDeathSignal`.
 
 import { SIGNALS } from "../ffi/constants.ts";
-import { dieOfSignal } from "../ffi/libc.ts";
+import { dieOfSignal, ignoreSignal, signalIgnored } from "../ffi/libc.ts";
 
 /** What owner-exit cleanup needs from a helper. */
 export interface LiveHelper {
@@ -130,7 +130,7 @@ function onError(event: Event): void {
   if (!event.defaultPrevented) killAllHelpersSync();
 }
 
-const signalHandlers = new Map<Deno.Signal, () => void>(
+const signalHandlers = new Map<typeof EXIT_SIGNALS[number], () => void>(
   EXIT_SIGNALS.map((signal) => [signal, (): void => {
     killAllHelpersSync();
     // Deno replaced the default action when a listener was added: put it
@@ -141,12 +141,27 @@ const signalHandlers = new Map<Deno.Signal, () => void>(
   }]),
 );
 
+/**
+ * The exit signals this program ignored before anything bound a listener
+ * (SIGHUP under `nohup`, SIGINT for a `&` job of a script), read once:
+ * afterwards Deno's own handlers are in the way.
+ */
+let ignoredAtStart: ReadonlySet<typeof EXIT_SIGNALS[number]> | undefined;
+
 function install(): void {
   installed = true;
   globalThis.addEventListener("unload", onUnload);
   globalThis.addEventListener("error", onError);
   globalThis.addEventListener("unhandledrejection", onError);
-  if (handleSignals) { for (const [signal, handler] of signalHandlers) Deno.addSignalListener(signal, handler); }
+  if (!handleSignals) return;
+  ignoredAtStart ??= new Set(EXIT_SIGNALS.filter((signal) => signalIgnored(SIGNALS[signal])));
+  for (const [signal, handler] of signalHandlers) {
+    if (!ignoredAtStart.has(signal)) Deno.addSignalListener(signal, handler);
+  }
+  // Binding any listener makes Deno take over all three: an ignored one
+  // would then end the program. It was ignored, so it stays so, and needs
+  // no cleanup of ours (it cannot end the program).
+  for (const signal of ignoredAtStart) ignoreSignal(SIGNALS[signal]);
 }
 
 function uninstall(): void {
@@ -154,5 +169,8 @@ function uninstall(): void {
   globalThis.removeEventListener("unload", onUnload);
   globalThis.removeEventListener("error", onError);
   globalThis.removeEventListener("unhandledrejection", onError);
-  if (handleSignals) { for (const [signal, handler] of signalHandlers) Deno.removeSignalListener(signal, handler); }
+  if (!handleSignals) return;
+  for (const [signal, handler] of signalHandlers) {
+    if (!ignoredAtStart?.has(signal)) Deno.removeSignalListener(signal, handler);
+  }
 }

@@ -214,3 +214,35 @@ Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in a sessi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const signal of ["SIGHUP", "SIGINT"] as const) {
+  Deno.test(`an owner started with ${signal} ignored (nohup, a & job) keeps ignoring it while helpers live`, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const script = `${dir}/ignoring.ts`;
+      await Deno.writeTextFile(
+        script,
+        `import { forkUsermodeBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+         import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
+         const helper = forkUsermodeBlob(blobFor("reqrep"), { stderr: "null" });
+         Deno.kill(Deno.pid, "${signal}");
+         await new Promise((resolve) => setTimeout(resolve, 200));
+         await helper.stdin.close();
+         console.log(JSON.stringify({ alive: true, status: { ...await helper.status } }));`,
+      );
+      const trap = signal.replace("SIG", "");
+      const out = await new Deno.Command("/bin/sh", {
+        args: ["-c", `trap '' ${trap}; exec "$0" run -A --unstable-raw-imports "$1"`, Deno.execPath(), script],
+        stderr: "inherit",
+      }).output();
+      assert.equal(out.signal, null, `the owner died of ${out.signal}`);
+      assert.equal(out.code, 0);
+      assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
+        alive: true,
+        status: { success: true, code: 0, signal: null },
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
