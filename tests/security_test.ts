@@ -202,7 +202,11 @@ Deno.test("lib/mod.ts without --allow-ffi imports fine and throws that same sent
       stdin: "null",
       env: { NO_COLOR: "1" },
     }).output();
-    assert.equal(decoder.decode(cli.stderr).trim(), `error: ${lines[0]!.replace(/^NotCapable: /, "")}`, "same sentence");
+    assert.equal(
+      decoder.decode(cli.stderr).trim(),
+      `error: ${lines[0]!.replace(/^NotCapable: /, "")}`,
+      "same sentence",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
