@@ -164,6 +164,21 @@ function owner(mode: string, options: object, prefix: string[] = []): Deno.Child
 }
 
 /** The owner's stdout, line by line. */
+/** The pids whose parent is `parent`. */
+function ourChildrenOf(parent: number): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent) pids.push(Number(entry.name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
 async function* lines(child: Deno.ChildProcess): AsyncGenerator<string> {
   let buffered = "";
   for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
@@ -325,11 +340,32 @@ wiredTest("BlobCommand signals arriving during spawns never run the owner's hand
   const [ownerPid, leaderPid] = (await output.next()).value!.split(" ").slice(1);
   const loop = 'while kill -USR1 "$1" 2>/dev/null; do kill -URG "-$2" 2>/dev/null; done';
   const killer = new Deno.Command("sh", { args: ["-c", loop, "sh", ownerPid!, leaderPid!] }).spawn();
+  // 200 spawns take about a second; past a minute the owner is stuck (seen
+  // once, not reproduced since): say where, instead of hanging the suite.
+  let stuck = "";
+  const watchdog = setTimeout(() => {
+    const where = (pid: string): string => {
+      try {
+        return `${Deno.readTextFileSync(`/proc/${pid}/wchan`)}/${processState(Number(pid))}`;
+      } catch {
+        return "gone";
+      }
+    };
+    const threads = [...Deno.readDirSync(`/proc/${ownerPid}/task`)].map((t) =>
+      `${t.name}:${where(`${ownerPid}/task/${t.name}`)}`
+    );
+    stuck = `owner stuck after 60 s; threads ${threads.join(" ")}; children ${
+      ourChildrenOf(Number(ownerPid)).map((pid) => `${pid}:${where(String(pid))}`).join(" ")
+    }`;
+    child.kill("SIGKILL");
+  }, 60_000);
   const rest: string[] = [];
   for await (const line of output) rest.push(line);
   const { code } = await child.status;
+  clearTimeout(watchdog);
   killer.kill("SIGKILL");
   await killer.status;
+  assert.equal(stuck, "");
   assert.equal(code, 0);
   const result = JSON.parse(rest.at(-1)!);
   assert.deepEqual(result.bad, []);
