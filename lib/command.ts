@@ -33,7 +33,7 @@ export class BlobCommand {
    */
   constructor(blob: BlobSource, options: HelperOptions = {}) {
     this.#source = blob;
-    this.#options = { ...options };
+    this.#options = options; // read at each spawn, as Deno.Command reads its options
   }
 
   /**

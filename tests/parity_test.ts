@@ -187,3 +187,27 @@ Deno.test('cwd "" is the current directory, as for Deno.Command', async () => {
   assert.equal(outputs[0], `${Deno.cwd()}\n`);
   assert.equal(outputs[0], outputs[1]);
 });
+
+Deno.test("options are read at each spawn, not when the command is made, as Deno.Command reads them", async () => {
+  const makers = [
+    (options: Deno.CommandOptions) => new BlobCommand(file(ECHO), options),
+    (options: Deno.CommandOptions) => new Deno.Command(ECHO, options),
+  ];
+  const results = await Promise.all(makers.map(async (make) => {
+    const options: Deno.CommandOptions = { args: ["first"], stdout: "piped" };
+    const command = make(options);
+    const first = text((await command.output()).stdout);
+    options.stdout = "null"; // the next output() has no stdout to give
+    const second = await command.output();
+    const stdout = ((): string => {
+      try {
+        return text(second.stdout);
+      } catch (error) {
+        return (error as Error).constructor.name;
+      }
+    })();
+    return [first, stdout];
+  }));
+  assert.deepEqual(results[0], ["first\n", "TypeError"]);
+  assert.deepEqual(results[0], results[1]);
+});
