@@ -296,11 +296,6 @@ export function signalIgnored(signo: number): boolean {
   return signalAction(signo) === SIG_IGN;
 }
 
-/** Sets `signo` to SIG_IGN again (after Deno replaced that while binding a signal listener). */
-export function ignoreSignal(signo: number): void {
-  signalAction(signo, SIG_IGN);
-}
-
 /**
  * Sets `signo` back to its default action and sends it to this process, so
  * that the process dies of it (its parent then sees the signal, not an exit

@@ -10,7 +10,7 @@
 // `parentDeathSignal`.
 
 import { SIGNALS } from "../ffi/constants.ts";
-import { dieOfSignal, ignoreSignal, signalIgnored } from "../ffi/libc.ts";
+import { dieOfSignal, signalIgnored } from "../ffi/libc.ts";
 
 /** What owner-exit cleanup needs from a helper. */
 export interface LiveHelper {
@@ -135,11 +135,16 @@ const signalHandlers = new Map<typeof EXIT_SIGNALS[number], () => void>(
     killAllHelpersSync();
     // Deno replaced the default action when a listener was added: put it
     // back and die of the signal, so that whoever waits for this program sees
-    // the signal, as without umh. Should that not end it, exit with 128 + n.
-    dieOfSignal(SIGNALS[signal]);
+    // the signal, as without umh. Not from a Worker: that would end the whole
+    // process under the main thread; Deno.exit() there ends the Worker. Should
+    // the signal not end it, exit with 128 + n.
+    if (IN_MAIN_THREAD) dieOfSignal(SIGNALS[signal]);
     Deno.exit(128 + SIGNALS[signal]);
   }]),
 );
+
+/** True in the main isolate, false in a Worker. */
+const IN_MAIN_THREAD = !("WorkerGlobalScope" in globalThis);
 
 /**
  * The exit signals this program ignored before anything bound a listener
@@ -147,6 +152,7 @@ const signalHandlers = new Map<typeof EXIT_SIGNALS[number], () => void>(
  * afterwards Deno's own handlers are in the way.
  */
 let ignoredAtStart: ReadonlySet<typeof EXIT_SIGNALS[number]> | undefined;
+const stayIgnored = (): void => {};
 
 function install(): void {
   installed = true;
@@ -154,14 +160,18 @@ function install(): void {
   globalThis.addEventListener("error", onError);
   globalThis.addEventListener("unhandledrejection", onError);
   if (!handleSignals) return;
-  ignoredAtStart ??= new Set(EXIT_SIGNALS.filter((signal) => signalIgnored(SIGNALS[signal])));
+  if (ignoredAtStart === undefined) {
+    ignoredAtStart = new Set(EXIT_SIGNALS.filter((signal) => signalIgnored(SIGNALS[signal])));
+    // Binding any listener makes Deno take over all three, and one with no
+    // listener then ends the program. An ignored one gets a listener that
+    // does nothing, never removed (signal listeners keep nothing alive): it
+    // goes on doing nothing, it cannot end the program (so needs no cleanup
+    // of ours), and the program's own listeners for it still run.
+    for (const signal of ignoredAtStart) Deno.addSignalListener(signal, stayIgnored);
+  }
   for (const [signal, handler] of signalHandlers) {
     if (!ignoredAtStart.has(signal)) Deno.addSignalListener(signal, handler);
   }
-  // Binding any listener makes Deno take over all three: an ignored one
-  // would then end the program. It was ignored, so it stays so, and needs
-  // no cleanup of ours (it cannot end the program).
-  for (const signal of ignoredAtStart) ignoreSignal(SIGNALS[signal]);
 }
 
 function uninstall(): void {

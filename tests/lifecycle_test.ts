@@ -216,7 +216,7 @@ Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in a sessi
 });
 
 for (const signal of ["SIGHUP", "SIGINT"] as const) {
-  Deno.test(`an owner started with ${signal} ignored (nohup, a & job) keeps ignoring it while helpers live`, async () => {
+  Deno.test(`an owner started with ${signal} ignored (nohup, a & job) keeps ignoring it, and its own listener still hears it`, async () => {
     const dir = await Deno.makeTempDir();
     try {
       const script = `${dir}/ignoring.ts`;
@@ -224,11 +224,18 @@ for (const signal of ["SIGHUP", "SIGINT"] as const) {
         script,
         `import { forkUsermodeBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
          import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
+         const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
          const helper = forkUsermodeBlob(blobFor("reqrep"), { stderr: "null" });
          Deno.kill(Deno.pid, "${signal}");
-         await new Promise((resolve) => setTimeout(resolve, 200));
+         await sleep(200);
          await helper.stdin.close();
-         console.log(JSON.stringify({ alive: true, status: { ...await helper.status } }));`,
+         const status = { ...await helper.status };
+         await sleep(1500); // umh's own listeners are gone by now
+         let heard = 0;
+         Deno.addSignalListener("${signal}", () => heard++);
+         Deno.kill(Deno.pid, "${signal}");
+         await sleep(200);
+         console.log(JSON.stringify({ alive: true, status, heard }));`,
       );
       const trap = signal.replace("SIG", "");
       const out = await new Deno.Command("/bin/sh", {
@@ -240,9 +247,50 @@ for (const signal of ["SIGHUP", "SIGINT"] as const) {
       assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
         alive: true,
         status: { success: true, code: 0, signal: null },
+        heard: 1, // and a listener of the program's own still hears it
       });
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   });
 }
+
+Deno.test("SIGTERM with helpers in a Worker ends the Worker, not the program's own graceful shutdown", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/worker.ts`,
+      `import { forkUsermodeBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+       import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
+       const helper = forkUsermodeBlob(blobFor("reqrep"), { stderr: "null" });
+       postMessage(helper.pid);`,
+    );
+    await Deno.writeTextFile(
+      `${dir}/main.ts`,
+      `Deno.addSignalListener("SIGTERM", () => setTimeout(() => { console.log("graceful"); Deno.exit(0); }, 300));
+       const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+       worker.onmessage = (event) => console.log(event.data);`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-raw-imports", `${dir}/main.ts`],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes("\n")) out += (await reader.read()).value ?? "";
+    const pid = Number(out.trim());
+    child.kill("SIGTERM");
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    const status = await child.status;
+    assert.deepEqual([status.code, status.signal], [0, null], "the main thread's handler ran to its own exit");
+    assert.match(out, /graceful/);
+    assert.deepEqual(await waitGone([pid], 2000), [], "the Worker's helper was stopped");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
