@@ -106,6 +106,8 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
   #lastExit: HelperDiedError | null = null;
   #down: string | null = null;
   #stopped = false;
+  /** Ends a restart's backoff wait early (stop() calls it), or null when none waits. */
+  #endBackoff: (() => void) | null = null;
 
   /**
    * Loads the helper (when given bytes); nothing starts until `start()` or the first request.
@@ -121,9 +123,10 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
     this.#options = options;
   }
 
-  /** The running helper's pid, or `null` when none runs. */
+  /** The running helper's pid, or `null` when none runs (not yet started, exited, or stopped). */
   get pid(): number | null {
-    return this.#instance?.helper.pid ?? null;
+    const instance = this.#instance;
+    return instance !== null && instance.status === null ? instance.helper.pid : null;
   }
 
   /** Restarts so far. */
@@ -179,6 +182,7 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#down = "it was stopped";
+    this.#endBackoff?.(); // a restart waiting out its backoff gives up now, and its timer keeps nothing alive
     const instance = this.#instance;
     if (instance === null) return;
     instance.cause = "stop";
@@ -288,7 +292,14 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
     }
     const initial = this.#options.backoffInitialMs ?? 50;
     const delayMs = Math.min(this.#options.backoffMaxMs ?? 5000, initial * 2 ** Math.max(0, this.#failures - 1));
-    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#endBackoff?.(), delayMs);
+      this.#endBackoff = () => {
+        clearTimeout(timer);
+        this.#endBackoff = null;
+        resolve();
+      };
+    });
     if (this.#down !== null) throw new DriverDownError(this.#name, this.#down);
     this.#restartTimes.push(performance.now());
     this.#restarts++;
