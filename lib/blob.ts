@@ -17,6 +17,8 @@ import { EACCES, EINVAL, lastErrno, SyscallError } from "../ffi/errno.ts";
 import { close, fcntl, libc, memfdCreate, writeAll } from "../ffi/libc.ts";
 import { openExecutableTmpfile, reopenReadOnly } from "../ffi/tmpfile.ts";
 
+/** The name of a blob loaded without one: its helpers' default `argv[0]`. */
+export const DEFAULT_BLOB_NAME = "umh-blob";
 /** Seals that make the memfd immutable: no write, no resize, no more seal changes. */
 const REQUIRED_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
 const MAX_NAME_BYTES = 249; // memfd_create(2): 249 bytes plus "memfd:" fits NAME_MAX
@@ -165,7 +167,7 @@ export function elfMachine(bytes: Uint8Array): string | null {
  */
 export function loadBlob(bytes: Uint8Array, options: LoadBlobOptions = {}): UsermodeBlob {
   if (!(bytes instanceof Uint8Array)) throw new TypeError("Cannot load blob: expected a Uint8Array of an executable");
-  const name = options.name ?? "umh-blob";
+  const name = options.name ?? DEFAULT_BLOB_NAME;
   const nameBytes = cString(name, "blob name");
   if (nameBytes.length - 1 > MAX_NAME_BYTES) {
     throw new TypeError(

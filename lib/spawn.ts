@@ -2,7 +2,7 @@
 
 import { O_CLOEXEC, P_PID, P_PIDFD, POSIX_SPAWN_SETSID, SIGNALS } from "../ffi/constants.ts";
 import { cString } from "../ffi/c_string.ts";
-import { ENOEXEC, SpawnError } from "../ffi/errno.ts";
+import { ENOEXEC, errnoMessage, SpawnError, SyscallError } from "../ffi/errno.ts";
 import { close, pidfdOpen, pipe2, sendSignal, setNonblocking, waitid } from "../ffi/libc.ts";
 import { type CStringArray, cStringArray } from "../ffi/pointer.ts";
 import { type ChildFd, environEntries, posixSpawn, type PosixSpawnRequest } from "../ffi/spawn.ts";
@@ -17,7 +17,7 @@ import {
   trampolineSpawn,
 } from "../ffi/trampoline.ts";
 import { signalNumber } from "./status.ts";
-import { elfMachine, UsermodeBlob } from "./blob.ts";
+import { DEFAULT_BLOB_NAME, elfMachine, UsermodeBlob } from "./blob.ts";
 import { type BlobSource, resolveBlob } from "./blob_cache.ts";
 import { newHelper, type UsermodeHelper } from "./helper.ts";
 import { collectSync, type StartedProcess } from "./output_sync.ts";
@@ -92,8 +92,8 @@ function setupOf(o: HelperOptions): Omit<TrampolineRequest, keyof PosixSpawnRequ
 
 /** Starts `source` with fully defaulted `stdio`. Throws SpawnError, TypeError, or the signal's reason. */
 export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): UsermodeHelper {
-  return withBlob(source, options, stdio, (blob) => {
-    const started = startBlob(blob, options, stdio);
+  return withBlob(source, options, stdio, (blob, strings) => {
+    const started = startBlob(blob, options, stdio, strings);
     return newHelper({
       ...started,
       name: blob.name,
@@ -108,7 +108,12 @@ export function spawnHelper(source: BlobSource, options: HelperOptions, stdio: [
  * synchronous API, as `Deno.Command.outputSync()`), with fully defaulted `stdio`.
  */
 export function runHelperSync(source: BlobSource, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): HelperOutput {
-  return withBlob(source, options, stdio, (blob) => collectSync(startBlob(blob, options, stdio), blob.name));
+  return withBlob(
+    source,
+    options,
+    stdio,
+    (blob, strings) => collectSync(startBlob(blob, options, stdio, strings), blob.name),
+  );
 }
 
 /** Checks what can be checked before a memfd exists, then runs `start` on the loaded blob. */
@@ -116,7 +121,7 @@ function withBlob<T>(
   source: BlobSource,
   options: HelperOptions,
   stdio: [Stdio, Stdio, Stdio],
-  start: (blob: UsermodeBlob) => T,
+  start: (blob: UsermodeBlob, strings: SpawnStrings) => T,
 ): T {
   if (!(source instanceof Uint8Array) && !(source instanceof UsermodeBlob)) {
     const hint = typeof source === "string" ? " (for a file on disk, pass await Deno.readFile(path))" : "";
@@ -128,13 +133,15 @@ function withBlob<T>(
   // Checked before a byte array is loaded, so a refused blob holds no memfd.
   const machine = source instanceof Uint8Array ? elfMachine(source) : source.elfMachine;
   if (machine !== null && machine !== Deno.build.arch) {
-    const action = `Cannot spawn "${source instanceof Uint8Array ? "umh-blob" : source.name}"`;
+    const action = `Cannot spawn "${source instanceof Uint8Array ? DEFAULT_BLOB_NAME : source.name}"`;
     const detail = `the blob is an ELF for ${machine}, and this machine is ${Deno.build.arch} (ENOEXEC)`;
     throw new SpawnError(action, "execve", ENOEXEC, { detail });
   }
+  // The C strings too (a TypeError for a NUL in one, or an env value that is not a string).
+  const strings = spawnStrings(options, source instanceof UsermodeBlob ? source.name : DEFAULT_BLOB_NAME);
   const { blob, temporary } = resolveBlob(source);
   try {
-    return start(blob);
+    return start(blob, strings);
   } finally {
     // The helper has exec'd (or failed): a one-off memfd is not needed any more.
     if (temporary) blob.close();
@@ -142,17 +149,36 @@ function withBlob<T>(
 }
 
 /** Forks and execs `blob` with its pipes: the pid, pidfd and the owner's pipe ends (-1 where not piped). */
-function startBlob(blob: UsermodeBlob, options: HelperOptions, stdio: [Stdio, Stdio, Stdio]): StartedProcess {
+/** The spawn's C strings, built before any memfd or pipe exists. */
+interface SpawnStrings {
+  readonly argv: CStringArray;
+  readonly envp: CStringArray | null;
+  readonly cwd: Uint8Array<ArrayBuffer> | null;
+}
+
+function spawnStrings(options: HelperOptions, name: string): SpawnStrings {
+  return {
+    argv: argvFor(options.argv0 ?? name, options.args),
+    envp: buildEnv(options),
+    cwd: hasCwd(options) ? cString(cwdPath(options.cwd!), "cwd") : null,
+  };
+}
+
+function startBlob(
+  blob: UsermodeBlob,
+  options: HelperOptions,
+  stdio: [Stdio, Stdio, Stdio],
+  strings: SpawnStrings,
+): StartedProcess {
   const name = blob.name;
   const action = `Cannot spawn "${name}"`;
   const setup = setupOf(options); // TypeError before any pipe exists
   const request = {
     blobFd: blob.unsafeFd,
     isScript: blob.isScript,
-    argv: argvFor(options.argv0 ?? name, options.args),
-    envp: buildEnv(options),
-    cwd: hasCwd(options) ? cString(cwdPath(options.cwd!), "cwd") : null,
-    extraFlags: options.detached ? POSIX_SPAWN_SETSID : 0, // a session of its own, as Deno.Command detaches
+    ...strings,
+    // A session of its own, as Deno.Command detaches (a group of its choosing with processGroup).
+    extraFlags: options.detached && options.processGroup === undefined ? POSIX_SPAWN_SETSID : 0,
     pgroup: 0,
   };
   // The trampoline is the faster path (bench/trampoline_compare.ts) and the
@@ -203,7 +229,12 @@ function posixSpawnWithPipes(
       pipe = pipe2(O_CLOEXEC, action);
     } catch (error) {
       for (const end of [...parentEnds, ...childEnds]) close(end);
-      throw error;
+      // A SpawnError, naming the pipe, as the trampoline path reports it.
+      if (!(error instanceof SyscallError)) throw error;
+      throw new SpawnError(action, "pipe2", error.errno, {
+        detail: `pipe2() for fd ${i} failed with ${error.code} (${errnoMessage(error.errno)})`,
+        cause: error,
+      });
     }
     const [read, write] = pipe;
     const [parent, child] = i === 0 ? [write, read] : [read, write];
@@ -318,6 +349,14 @@ function cwdPath(cwd: string | URL): string {
 }
 
 const STDIO_KINDS: readonly string[] = ["piped", "inherit", "null"];
+
+/**
+ * `kind`, or `fallback` when it was left out. Only `undefined` means left
+ * out: `null` is no kind, and the spawn refuses it, as Deno.Command does.
+ */
+export function stdioOr(kind: Stdio | undefined, fallback: Stdio): Stdio {
+  return kind === undefined ? fallback : kind;
+}
 
 /** TypeError for a stdio kind other than "piped", "inherit" or "null" (as Deno.Command refuses them). */
 function checkStdio(stdio: [Stdio, Stdio, Stdio]): void {

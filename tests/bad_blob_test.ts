@@ -143,3 +143,18 @@ Deno.test("loadBlob() of a 1 GiB blob (an ELF padded with zeros) runs, and closi
     }
   });
 });
+
+Deno.test("a bad string option is refused before the bytes are loaded: no memfd is made or cached", async () => {
+  const bytes = blobFor("cat").slice(); // an array of our own: the blob cache keeps one memfd per array spawned twice
+  await leavesNothing(() => {
+    for (const options of [{ argv0: "a\0b" }, { args: ["x\0"] }, { cwd: "/tmp\0" }, { env: { A: "\0" } }]) {
+      for (let i = 0; i < 2; i++) {
+        assert.throws(
+          () => new BlobCommand(bytes, { ...options, stdout: "null" }).spawn(),
+          TypeError,
+          JSON.stringify(options),
+        );
+      }
+    }
+  });
+});

@@ -294,3 +294,18 @@ Deno.test("SIGTERM with helpers in a Worker ends the Worker, not the program's o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("detached with processGroup joins that group and stays in the owner's session", async () => {
+  const { BlobCommand } = await import("../lib/mod.ts");
+  const helper = new BlobCommand(REQREP, { stdin: "piped", stdout: "null", detached: true, processGroup: 0 }).spawn();
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${helper.pid}/stat`);
+    const [pgrp, session] = stat.slice(stat.lastIndexOf(")") + 2).split(" ").slice(2, 4).map(Number);
+    const own = Deno.readTextFileSync("/proc/self/stat");
+    const ownSession = Number(own.slice(own.lastIndexOf(")") + 2).split(" ")[3]);
+    assert.deepEqual([pgrp, session], [helper.pid, ownSession]);
+  } finally {
+    await helper.stdin.close();
+    await helper.status;
+  }
+});

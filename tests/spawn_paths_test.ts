@@ -41,7 +41,7 @@ Deno.test("the spawn path in use reports its own exec call for an unexecutable b
 // Run in a child Deno program with RLIMIT_NOFILE just above its lowest free fd,
 // so that the first pipe of a spawn fits and the second does not.
 const OUT_OF_FDS = `
-import { forkUsermodeBlob, loadBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+import { forkUsermodeBlob, loadBlob, SpawnError } from "${new URL("../lib/mod.ts", import.meta.url).href}";
 const libc = Deno.dlopen("libc.so.6", {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
@@ -63,11 +63,11 @@ try {
   error = e;
 }
 const after = lowestFree();
-console.log(JSON.stringify({ syscall: error?.syscall, code: error?.code, leaked: after !== before }));
+console.log(JSON.stringify({ spawnError: error instanceof SpawnError, syscall: error?.syscall, code: error?.code, leaked: after !== before }));
 `;
 
 for (const path of ["default", "clone", "posix_spawn"]) {
-  Deno.test(`a spawn out of fds reports pipe2() EMFILE and leaves no fd (UMH_SPAWN=${path})`, async () => {
+  Deno.test(`a spawn out of fds reports pipe2() EMFILE as a SpawnError and leaves no fd (UMH_SPAWN=${path})`, async () => {
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
       args: ["eval", "--unstable-raw-imports", OUT_OF_FDS],
       env: { UMH_SPAWN: path, NO_COLOR: "1" },
@@ -76,6 +76,6 @@ for (const path of ["default", "clone", "posix_spawn"]) {
     }).output();
     assert.equal(code, 0, new TextDecoder().decode(stderr));
     const result = JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").at(-1)!);
-    assert.deepEqual(result, { syscall: "pipe2", code: "EMFILE", leaked: false });
+    assert.deepEqual(result, { spawnError: true, syscall: "pipe2", code: "EMFILE", leaked: false });
   });
 }
