@@ -2,7 +2,7 @@
 
 import type { HelperOutput } from "./status.ts";
 import type { UsermodeHelper } from "./helper.ts";
-import { type BlobSource, type HelperOptions, runHelperSync, spawnHelper, type Stdio } from "./spawn.ts";
+import { type BlobSource, type HelperOptions, runHelperSync, spawnHelper, type Stdio, stdioOr } from "./spawn.ts";
 
 /**
  * `Deno.Command` for an executable held in memory: the same options (plus
@@ -42,6 +42,7 @@ export class BlobCommand {
    */
   spawn(): UsermodeHelper {
     const o = this.#options;
+    // null counts as left out here, and output() refuses it: Deno.Command does both.
     return spawnHelper(this.#source, o, [o.stdin ?? "inherit", o.stdout ?? "inherit", o.stderr ?? "inherit"]);
   }
 
@@ -52,7 +53,11 @@ export class BlobCommand {
    */
   async output(): Promise<HelperOutput> {
     const o = this.#options;
-    const stdio: [Stdio, Stdio, Stdio] = [o.stdin ?? "null", o.stdout ?? "piped", o.stderr ?? "piped"];
+    const stdio: [Stdio, Stdio, Stdio] = [
+      stdioOr(o.stdin, "null"),
+      stdioOr(o.stdout, "piped"),
+      stdioOr(o.stderr, "piped"),
+    ];
     if (stdio[0] === "piped") {
       throw new TypeError("Piped stdin is not supported for this function, use 'BlobCommand.spawn()' instead");
     }
@@ -67,7 +72,11 @@ export class BlobCommand {
    */
   outputSync(): HelperOutput {
     const o = this.#options;
-    const stdio: [Stdio, Stdio, Stdio] = [o.stdin ?? "null", o.stdout ?? "piped", o.stderr ?? "piped"];
+    const stdio: [Stdio, Stdio, Stdio] = [
+      stdioOr(o.stdin, "null"),
+      stdioOr(o.stdout, "piped"),
+      stdioOr(o.stderr, "piped"),
+    ];
     if (stdio[0] === "piped") {
       throw new TypeError("Piped stdin is not supported for this function, use 'BlobCommand.spawn()' instead");
     }

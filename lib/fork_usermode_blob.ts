@@ -24,5 +24,9 @@ import { type BlobSource, type HelperOptions, spawnHelper } from "./spawn.ts";
  * ```
  */
 export function forkUsermodeBlob(blob: BlobSource, options: HelperOptions = {}): UsermodeHelper {
-  return spawnHelper(blob, options, [options.stdin ?? "piped", options.stdout ?? "piped", options.stderr ?? "inherit"]);
+  return spawnHelper(blob, options, [
+    options.stdin ?? "piped",
+    options.stdout ?? "piped",
+    options.stderr ?? "inherit",
+  ]);
 }

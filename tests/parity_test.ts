@@ -211,3 +211,17 @@ Deno.test("options are read at each spawn, not when the command is made, as Deno
   assert.deepEqual(results[0], ["first\n", "TypeError"]);
   assert.deepEqual(results[0], results[1]);
 });
+
+Deno.test("stdio null: spawn() takes it as left out, output() and outputSync() refuse it, as Deno.Command does", async () => {
+  for (const stream of ["stdin", "stdout", "stderr"] as const) {
+    const options = { [stream]: null } as unknown as Deno.CommandOptions;
+    for (const command of both("/bin/true", options)) {
+      const child = command.spawn();
+      assert.equal((await child.status).success, true);
+      assert.throws(() => child.stdout, TypeError, "stdout defaults to inherit for spawn()");
+      await assert.rejects(async () => await command.output(), TypeError, stream);
+      assert.throws(() => command.outputSync(), TypeError, stream);
+    }
+  }
+  assert.deepEqual(ourChildren(), []);
+});
