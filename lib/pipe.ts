@@ -238,7 +238,13 @@ export class PipeEnd {
         const written = this.write(chunk);
         // The same promise goes back, not one chained on it: a promise hop
         // per chunk costs bulk writes a third of their speed (bench/).
-        written.catch(() => this.close());
+        written.catch(() => {
+          try {
+            this.close();
+          } catch {
+            // The write's own error is the one the stream reports.
+          }
+        });
         return written;
       },
       close: () => this.close(),
