@@ -94,6 +94,17 @@ export class PipeEnd {
       pull: (controller) => {
         const request = controller.byobRequest;
         if (request === null) {
+          // Before a pipe's first wait, one plain read: what a helper that has
+          // already written (or exited, as for most output() calls) left there
+          // comes without setting up a reactor socket at all.
+          if (this.#reactor === undefined) {
+            const early = this.#readNow();
+            if (early !== undefined) {
+              if (early === null) controller.close();
+              else controller.enqueue(early);
+              return;
+            }
+          }
           const reactor = this.#reactorForRead();
           if (reactor !== null) return this.#pullReactor(reactor, controller);
         }
@@ -179,31 +190,38 @@ export class PipeEnd {
     // caller's buffer, which the reactor cannot do.
     if (into !== undefined) this.#leaveReactor();
     for (;;) {
-      if (this.#fd < 0) return null;
-      const target = into ?? (this.#bulk ? (this.#scratch ??= freshBuffer(this.#readSize)) : SHARED_SCRATCH);
-      const n = readSome(this.#fd, target, `Cannot read the ${this.#label}`);
-      if (n === null) {
-        await thePoller().wait(this.#fd, EPOLLIN, this.#owner);
-        continue;
-      }
-      if (n === 0) {
-        this.close();
-        this.#onEof?.();
-        return null;
-      }
-      // A read that filled its buffer, or took a default pipe's whole 64 KiB
-      // (a BYOB reader's buffer is usually larger than the pipe), means the
-      // helper writes in bulk.
-      if (n === target.length || n >= FIRST_READ_SIZE) this.#grow();
-      if (into) return into.subarray(0, n);
-      if (target === SHARED_SCRATCH) {
-        // A quarter of the buffer or more at once: data is flowing, so read
-        // into buffers of our own from now on and hand them over uncopied.
-        if (n >= SHARED_SCRATCH.length / 4) this.#bulk = true;
-        return SHARED_SCRATCH.slice(0, n);
-      }
-      return this.#takeScratch(n);
+      const chunk = this.#readNow(into);
+      if (chunk !== undefined) return chunk;
+      await thePoller().wait(this.#fd, EPOLLIN, this.#owner);
     }
+  }
+
+  /**
+   * One read(2) of what is there now: a chunk (in `into` when given), `null`
+   * at EOF (the fd is then closed), or `undefined` when nothing is (EAGAIN).
+   */
+  #readNow(into?: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> | null | undefined {
+    if (this.#fd < 0) return null;
+    const target = into ?? (this.#bulk ? (this.#scratch ??= freshBuffer(this.#readSize)) : SHARED_SCRATCH);
+    const n = readSome(this.#fd, target, `Cannot read the ${this.#label}`);
+    if (n === null) return undefined;
+    if (n === 0) {
+      this.close();
+      this.#onEof?.();
+      return null;
+    }
+    // A read that filled its buffer, or took a default pipe's whole 64 KiB
+    // (a BYOB reader's buffer is usually larger than the pipe), means the
+    // helper writes in bulk.
+    if (n === target.length || n >= FIRST_READ_SIZE) this.#grow();
+    if (into) return into.subarray(0, n);
+    if (target === SHARED_SCRATCH) {
+      // A quarter of the buffer or more at once: data is flowing, so read
+      // into buffers of our own from now on and hand them over uncopied.
+      if (n >= SHARED_SCRATCH.length / 4) this.#bulk = true;
+      return SHARED_SCRATCH.slice(0, n);
+    }
+    return this.#takeScratch(n);
   }
 
   /** Reads with FFI calls from now on, from a duplicate of the fd the reactor gives back. */

@@ -19,7 +19,7 @@
 // Loading `node:net` costs a Deno program 20-27 ms once (most of it the
 // set-up of Node's `process`), more than a whole spawn round trip with the
 // poller. So a program that reads one helper never loads it: the first pipes
-// are read through the poller, and only once a second pipe is read does an
+// are read through the poller, and only once a second pipe waits does an
 // unref'd timer load it, at the next turn of the event loop; pipes read from
 // then on go through the reactor. Where it cannot adopt the fd (another
 // runtime version, no `process`), the poller serves every pipe.
@@ -54,12 +54,19 @@ let pipesSeen = 0;
 let loadScheduled = false;
 
 /**
- * Loads the reactor now (`node:net`) rather than once a second pipe is read:
+ * Loads the reactor now (`node:net`) rather than once a second pipe waits:
  * for programs that would rather pay the 20-27 ms up front, and for tests.
  * Returns false where it cannot be had (or `UMH_READER=poller` is set).
  */
 export function loadReactor(): boolean {
   return nodeNet() !== null;
+}
+
+let socketsOpened = 0;
+
+/** How many pipes have been put in the reactor so far (for tests). */
+export function reactorSocketsOpened(): number {
+  return socketsOpened;
 }
 
 /** Whether `node:net` is loaded and reads can go through the reactor (for tests). */
@@ -141,6 +148,7 @@ export class ReactorReader {
         onread: { buffer, callback: (bytes: number): boolean => reader!.#chunk(bytes) },
       });
       reader = new ReactorReader(socket, buffer, label);
+      socketsOpened++;
       return reader;
     } catch {
       // This runtime cannot adopt a pipe fd (it refuses it before taking

@@ -127,7 +127,8 @@ Deno.test("a chunk that is not bytes errors stdin with TypeError and closes it: 
   );
   assert.deepEqual(results[0], ["TypeError", true, 0, "kept "]);
   assert.deepEqual(results[0], results[1]);
-  assert.equal(fdCount(), fds);
+  // At most as many: Deno may close an earlier test's unread pipes meanwhile.
+  assert.ok(fdCount() <= fds, `${fdCount()} fds, ${fds} before`);
 });
 
 Deno.test("kill() takes signal numbers and Linux's alias names, as Deno's does", async () => {

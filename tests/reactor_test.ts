@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { blobFor } from "../blobs/mod.ts";
 import { BlobCommand, encodeFrame, forkUsermodeBlob } from "../lib/mod.ts";
 import { thePoller } from "../lib/poller.ts";
-import { loadReactor } from "../lib/reactor.ts";
+import { loadReactor, reactorSocketsOpened } from "../lib/reactor.ts";
 import { bytes, eventually, fdCount, processState, randomBytes, readAll, ROOT, sameBytes, text } from "./test_util.ts";
 
 const cat = blobFor("cat");
@@ -148,10 +148,11 @@ import { blobFor } from "${ROOT}/blobs/mod.ts";
 const seen = [];
 for (let i = 0; i < 2; i++) {
   const helper = forkUsermodeBlob(blobFor("cat"));
+  const output = helper.output(); // stdout is read before cat has anything to say: the read must wait
   const writer = helper.stdin.getWriter();
   await writer.write(new Uint8Array([1]));
   await writer.close();
-  await helper.output();
+  await output;
   await new Promise((resolve) => setTimeout(resolve, 1)); // a turn of the event loop
   seen.push(reactorLoaded());
 }
@@ -159,7 +160,8 @@ console.log(JSON.stringify(seen));
 `;
 
 Deno.test({
-  name: "a program that reads one helper never loads node:net; reading a second loads it in the background",
+  name:
+    "a program that waits on one helper's pipe never loads node:net; waiting on a second loads it in the background",
   ignore: POLLER_ONLY,
   fn: async () => {
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
@@ -170,5 +172,28 @@ Deno.test({
     }).output();
     assert.equal(code, 0, text(stderr));
     assert.deepEqual(JSON.parse(text(stdout).trim()), [false, true]);
+  },
+});
+
+Deno.test({
+  name: "output already waiting is read without a reactor socket; a read that must wait gets one",
+  ignore: POLLER_ONLY,
+  fn: async () => {
+    const script = bytes("#!/bin/sh\necho done\necho oops >&2\n");
+    const exited = new BlobCommand(script, { stdout: "piped", stderr: "piped" }).spawn();
+    await exited.status; // gone: its output and both EOFs are in the pipes
+    const before = reactorSocketsOpened();
+    assert.deepEqual([await exited.stdout.text(), await exited.stderr.text()], ["done\n", "oops\n"]);
+    assert.equal(reactorSocketsOpened(), before, "no socket for what was already there");
+
+    const waiting = forkUsermodeBlob(blobFor("cat"));
+    const reply = waiting.stdout.text(); // nothing there yet: this read waits in the reactor
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(reactorSocketsOpened(), before + 1);
+    const writer = waiting.stdin.getWriter();
+    await writer.write(bytes("late"));
+    await writer.close();
+    assert.equal(await reply, "late");
+    assert.equal((await waiting.status).success, true);
   },
 });
