@@ -217,41 +217,32 @@ Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in a sessi
 
 for (const signal of ["SIGHUP", "SIGINT"] as const) {
   Deno.test(`an owner started with ${signal} ignored (nohup, a & job) keeps ignoring it, and its own listener still hears it`, async () => {
-    const dir = await Deno.makeTempDir();
-    try {
-      const script = `${dir}/ignoring.ts`;
-      await Deno.writeTextFile(
-        script,
-        `import { forkUsermodeBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
-         import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
-         const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-         const helper = forkUsermodeBlob(blobFor("reqrep"), { stderr: "null" });
-         Deno.kill(Deno.pid, "${signal}");
-         await sleep(200);
-         await helper.stdin.close();
-         const status = { ...await helper.status };
-         await sleep(1500); // umh's own listeners are gone by now
-         let heard = 0;
-         Deno.addSignalListener("${signal}", () => heard++);
-         Deno.kill(Deno.pid, "${signal}");
-         await sleep(200);
-         console.log(JSON.stringify({ alive: true, status, heard }));`,
-      );
-      const trap = signal.replace("SIG", "");
-      const out = await new Deno.Command("/bin/sh", {
-        args: ["-c", `trap '' ${trap}; exec "$0" run -A --unstable-raw-imports "$1"`, Deno.execPath(), script],
-        stderr: "inherit",
-      }).output();
-      assert.equal(out.signal, null, `the owner died of ${out.signal}`);
-      assert.equal(out.code, 0);
-      assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
-        alive: true,
-        status: { success: true, code: 0, signal: null },
-        heard: 1, // and a listener of the program's own still hears it
-      });
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    const program = `import { forkUsermodeBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+      import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
+      const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+      const helper = forkUsermodeBlob(blobFor("reqrep"), { stderr: "null" });
+      Deno.kill(Deno.pid, "${signal}");
+      await sleep(200);
+      await helper.stdin.close();
+      const status = { ...await helper.status };
+      await sleep(1500); // umh's own listeners are gone by now
+      let heard = 0;
+      Deno.addSignalListener("${signal}", () => heard++);
+      Deno.kill(Deno.pid, "${signal}");
+      await sleep(200);
+      console.log(JSON.stringify({ alive: true, status, heard }));`;
+    const trap = signal.replace("SIG", "");
+    const out = await new Deno.Command("/bin/sh", {
+      args: ["-c", `trap '' ${trap}; exec "$0" eval --unstable-raw-imports "$1"`, Deno.execPath(), program],
+      stderr: "inherit",
+    }).output();
+    assert.equal(out.signal, null, `the owner died of ${out.signal}`);
+    assert.equal(out.code, 0);
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
+      alive: true,
+      status: { success: true, code: 0, signal: null },
+      heard: 1, // and a listener of the program's own still hears it
+    });
   });
 }
 
