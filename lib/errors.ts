@@ -94,3 +94,10 @@ export class DriverDownError extends Error {
     this.name = "DriverDownError";
   }
 }
+
+/** How an error message names a bad value: a string quoted, an object by its class, anything else as is. */
+export function describeValue(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (value === null || typeof value !== "object") return String(value);
+  return value.constructor?.name ?? "an object";
+}

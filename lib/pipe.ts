@@ -11,6 +11,7 @@
 import { EPOLLIN, EPOLLOUT, F_SETPIPE_SZ } from "../ffi/constants.ts";
 import { EPIPE, SyscallError } from "../ffi/errno.ts";
 import { close, fcntl, prefault, readSome, writeSome } from "../ffi/libc.ts";
+import { describeValue } from "./errors.ts";
 import { thePoller, type WaitOwner } from "./poller.ts";
 import { HelperReadableStream } from "./helper_stream.ts";
 import { ReactorReader } from "./reactor.ts";
@@ -327,12 +328,9 @@ function bytesOf(chunk: unknown, label: string): Uint8Array<ArrayBuffer> {
   else if (ArrayBuffer.isView(chunk)) bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   else if (chunk instanceof ArrayBuffer || chunk instanceof SharedArrayBuffer) bytes = new Uint8Array(chunk);
   else {
-    const got = chunk === null
-      ? "null"
-      : typeof chunk === "object"
-      ? chunk.constructor?.name ?? "object"
-      : typeof chunk;
-    throw new TypeError(`Cannot write to the ${label}: expected an ArrayBuffer or ArrayBufferView, got ${got}`);
+    throw new TypeError(
+      `Cannot write to the ${label}: expected an ArrayBuffer or ArrayBufferView, got ${describeValue(chunk)}`,
+    );
   }
   return bytes.buffer instanceof ArrayBuffer ? bytes as Uint8Array<ArrayBuffer> : bytes.slice();
 }

@@ -19,6 +19,7 @@ import {
 import { signalNumber } from "./status.ts";
 import { DEFAULT_BLOB_NAME, elfMachine, UsermodeBlob } from "./blob.ts";
 import { type BlobSource, resolveBlob } from "./blob_cache.ts";
+import { describeValue } from "./errors.ts";
 import { newHelper, type UsermodeHelper } from "./helper.ts";
 import { collectSync, type StartedProcess } from "./output_sync.ts";
 import type { HelperOutput } from "./status.ts";
@@ -125,20 +126,20 @@ function withBlob<T>(
 ): T {
   if (!(source instanceof Uint8Array) && !(source instanceof UsermodeBlob)) {
     const hint = typeof source === "string" ? " (for a file on disk, pass await Deno.readFile(path))" : "";
-    throw new TypeError(`Invalid blob: expected a Uint8Array or a UsermodeBlob, got ${describe(source)}${hint}`);
+    throw new TypeError(`Invalid blob: expected a Uint8Array or a UsermodeBlob, got ${describeValue(source)}${hint}`);
   }
   checkStdio(stdio);
-  if (options.cwd !== undefined) cwdPath(options.cwd); // TypeError for a cwd of the wrong type
+  const name = source instanceof Uint8Array ? DEFAULT_BLOB_NAME : source.name;
+  // The C strings: a TypeError for a cwd of the wrong type, a NUL in any of
+  // them, or an env value that is not a string.
+  const strings = spawnStrings(options, name);
   options.signal?.throwIfAborted();
   // Checked before a byte array is loaded, so a refused blob holds no memfd.
   const machine = source instanceof Uint8Array ? elfMachine(source) : source.elfMachine;
   if (machine !== null && machine !== Deno.build.arch) {
-    const action = `Cannot spawn "${source instanceof Uint8Array ? DEFAULT_BLOB_NAME : source.name}"`;
     const detail = `the blob is an ELF for ${machine}, and this machine is ${Deno.build.arch} (ENOEXEC)`;
-    throw new SpawnError(action, "execve", ENOEXEC, { detail });
+    throw new SpawnError(`Cannot spawn "${name}"`, "execve", ENOEXEC, { detail });
   }
-  // The C strings too (a TypeError for a NUL in one, or an env value that is not a string).
-  const strings = spawnStrings(options, source instanceof UsermodeBlob ? source.name : DEFAULT_BLOB_NAME);
   const { blob, temporary } = resolveBlob(source);
   try {
     return start(blob, strings);
@@ -309,7 +310,7 @@ const MAX_CACHED_ARGV = 64;
 function argvFor(argv0: string, args: string[] | undefined): CStringArray {
   const what = (i: number): string => i === 0 ? "argv0" : `args[${i - 1}]`;
   if (args !== undefined && !Array.isArray(args)) {
-    throw new TypeError(`Invalid args: expected an array, got ${describe(args)}`);
+    throw new TypeError(`Invalid args: expected an array, got ${describeValue(args)}`);
   }
   // Non-string args become strings, as Deno.Command makes them.
   if (args !== undefined && args.length > 0) return cStringArray([argv0, ...args.map(String)], what);
@@ -344,7 +345,9 @@ function hasCwd(options: HelperOptions): boolean {
 
 function cwdPath(cwd: string | URL): string {
   if (cwd instanceof URL) return decodeURIComponent(cwd.pathname);
-  if (typeof cwd !== "string") throw new TypeError(`Invalid cwd: expected a string or a URL, got ${describe(cwd)}`);
+  if (typeof cwd !== "string") {
+    throw new TypeError(`Invalid cwd: expected a string or a URL, got ${describeValue(cwd)}`);
+  }
   return cwd;
 }
 
@@ -363,14 +366,8 @@ function checkStdio(stdio: [Stdio, Stdio, Stdio]): void {
   stdio.forEach((kind, i) => {
     if (STDIO_KINDS.includes(kind)) return;
     const name = ["stdin", "stdout", "stderr"][i];
-    throw new TypeError(`Invalid ${name}: ${describe(kind)}, expected "piped", "inherit" or "null"`);
+    throw new TypeError(`Invalid ${name}: ${describeValue(kind)}, expected "piped", "inherit" or "null"`);
   });
-}
-
-function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (value === null || typeof value !== "object") return String(value);
-  return value.constructor?.name ?? "an object";
 }
 
 /** envp for the helper: `null` (the owner's own environ, no copy) unless env or clearEnv ask otherwise. */
@@ -388,7 +385,9 @@ function buildEnv(options: HelperOptions): ReturnType<typeof cStringArray> | nul
       throw new TypeError(`Invalid env key ${JSON.stringify(key)}: it must be non-empty, without "=" or NUL`);
     }
     if (typeof value !== "string") {
-      throw new TypeError(`Invalid env value for ${JSON.stringify(key)}: expected a string, got ${describe(value)}`);
+      throw new TypeError(
+        `Invalid env value for ${JSON.stringify(key)}: expected a string, got ${describeValue(value)}`,
+      );
     }
     vars.set(key, value);
   }
