@@ -35,9 +35,6 @@ export const F_DUPFD_CLOEXEC = 1030;
 export const F_SETPIPE_SZ = 1031;
 export const F_GETPIPE_SZ = 1032;
 
-// madvise(2) advice
-export const MADV_POPULATE_WRITE = 23; // Linux 5.14
-
 // open(2) flags.
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;

@@ -6,7 +6,6 @@ import {
   EPOLL_CLOEXEC,
   EPOLL_EVENT_DATA_OFFSET,
   F_SETFL,
-  MADV_POPULATE_WRITE,
   O_NONBLOCK,
   POLLIN,
   SIGINFO_CODE_OFFSET,
@@ -86,26 +85,6 @@ export function readSome(fd: number, buffer: Uint8Array<ArrayBuffer>, action: st
     if (errno === EAGAIN) return null;
     if (errno !== EINTR) throw new SyscallError(action, "read", errno);
   }
-}
-
-let pageSize: bigint | undefined;
-let populateRefused = false;
-
-/**
- * Maps every whole page of a fresh `buffer` in one madvise(MADV_POPULATE_WRITE)
- * call, before read(2) first writes it: one trap into the kernel instead of
- * one page fault per page (on a VM each fault is an exit to the hypervisor:
- * 13-16 µs measured on this project's machine). The contents are untouched. Best effort: where the kernel refuses (before Linux
- * 5.14: EINVAL), it is not asked again.
- */
-export function prefault(buffer: Uint8Array<ArrayBuffer>): void {
-  if (populateRefused) return;
-  const page = pageSize ??= BigInt(libc().getpagesize());
-  const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
-  const start = (address + page - 1n) & ~(page - 1n);
-  const end = (address + BigInt(buffer.byteLength)) & ~(page - 1n);
-  if (end <= start) return;
-  populateRefused = libc().madvise(Deno.UnsafePointer.create(start), end - start, MADV_POPULATE_WRITE) !== 0;
 }
 
 /**

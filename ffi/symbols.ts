@@ -15,8 +15,6 @@ export const LIBC_SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" }, // int fd, void *buf, size_t count
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" }, // int fd, const void *buf, size_t count
   close: { parameters: ["i32"], result: "i32" }, // int fd
-  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" }, // void *addr, size_t length, int advice
-  getpagesize: { parameters: [], result: "i32" }, // int (void)
   sched_yield: { parameters: [], result: "i32" }, // int (void)
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" }, // int fd, int cmd, ... (long arg)
   fchmod: { parameters: ["i32", "u32"], result: "i32" }, // int fd, mode_t mode
