@@ -6,6 +6,13 @@
  *   c_floor latency <reqrep> <count>        -> {"samples":[us, ...]}
  *   c_floor latency-memfd <reqrep> <count>  -> {"samples":[us, ...]}
  *   c_floor pipe <cat> <bytes> <chunk>      -> {"bytesPerSecond":n}
+ *   c_floor startup <reqrep> <count>        -> {"samples":[us, ...]}
+ *   c_floor cpuid <count>                   -> {"us":n} (null where not x86)
+ *
+ * startup is the helper's own share of every contender's round trip: spawned
+ * with stdin already at EOF (it exits at once), from posix_spawn to reaped.
+ * cpuid is the time of one CPUID instruction, which a VM traps: static glibc
+ * runs dozens of them at start (its CPU-feature and cache probes), musl none.
  *
  * latency-memfd is the floor for running from memory: the file is copied
  * into a sealed memfd once, and each helper is started the way umh's
@@ -32,6 +39,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 extern char **environ;
 
@@ -154,6 +164,36 @@ static void latency(const char *path, int count) {
   printf("]}\n");
 }
 
+static void startup(const char *path, int count) {
+  printf("{\"samples\":[");
+  for (int i = 0; i < count; i++) {
+    double t0 = now_us();
+    int to, from;
+    pid_t pid = start(path, &to, &from);
+    close(to); /* EOF before the helper even runs: it starts, reads nothing, exits */
+    unsigned char sink[64];
+    while (read(from, sink, sizeof sink) > 0) {
+    }
+    close(from);
+    reap(pid);
+    printf("%s%.1f", i ? "," : "", now_us() - t0);
+  }
+  printf("]}\n");
+}
+
+static void cpuid_cost(int count) {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  double t0 = now_us();
+  for (int i = 0; i < count; i++) __cpuid(0, a, b, c, d); /* asm volatile: never optimized away; any leaf traps */
+  (void)a, (void)b, (void)c, (void)d;
+  printf("{\"us\":%.3f}\n", (now_us() - t0) / count);
+#else
+  (void)count;
+  printf("{\"us\":null}\n");
+#endif
+}
+
 static void pipe_run(const char *path, long long bytes, long chunk) {
   unsigned char *out = malloc((size_t)chunk), *in = malloc(1 << 20);
   if (!out || !in) die("malloc");
@@ -209,8 +249,14 @@ int main(int argc, char **argv) {
     latency(argv[2], atoi(argv[3]));
   } else if (argc == 5 && strcmp(argv[1], "pipe") == 0) {
     pipe_run(argv[2], atoll(argv[3]), atol(argv[4]));
+  } else if (argc == 4 && strcmp(argv[1], "startup") == 0) {
+    startup(argv[2], atoi(argv[3]));
+  } else if (argc == 3 && strcmp(argv[1], "cpuid") == 0) {
+    cpuid_cost(atoi(argv[2]));
   } else {
-    fprintf(stderr, "usage: c_floor latency[-memfd] <reqrep> <count> | pipe <cat> <bytes> <chunk>\n");
+    fprintf(stderr,
+            "usage: c_floor latency[-memfd] <reqrep> <count> | pipe <cat> <bytes> <chunk> | startup <reqrep> <count> | "
+            "cpuid <count>\n");
     return 1;
   }
   return 0;

@@ -27,7 +27,9 @@ import {
   cFloorContender,
   cMemfdContender,
   type Contender,
+  cpuidMicros,
   denoContender,
+  helperStartLatencies,
   umhContender,
 } from "./contenders.ts";
 import { loadAverage, machine } from "./proc.ts";
@@ -43,7 +45,7 @@ const FULL = {
   rateRounds: 3,
   ratePerRound: { 1: 100, 8: 200 },
   pipeBytes: 2 ** 30,
-  pipeRuns: 3,
+  pipeRuns: 5,
   blobRounds: 10,
   blobPerRound: 30,
   scaleSpawns: 10_000,
@@ -203,6 +205,17 @@ async function main(): Promise<number> {
     progress(`spawn latency: ${cfg.latencyRounds} interleaved rounds of ${cfg.latencyPerRound}`);
     const latency = await latencyRounds(contenders, cfg.latencyRounds, cfg.latencyPerRound);
 
+    let helperStart: Results["helperStart"];
+    if (floorPath !== null) {
+      progress("the helper alone: reqrep started with stdin at EOF, in C");
+      const count = cfg.latencyRounds * cfg.latencyPerRound;
+      helperStart = {
+        glibc: summarize(await helperStartLatencies(floorPath, paths.reqrep, count)),
+        musl: musl.path === null ? undefined : summarize(await helperStartLatencies(floorPath, musl.path, count)),
+        cpuidMicros: await cpuidMicros(floorPath),
+      };
+    }
+
     let muslLatency: Results["muslLatency"];
     if (musl.path !== null) {
       progress(`spawn latency, reqrep linked against musl: ${cfg.latencyRounds} interleaved rounds`);
@@ -267,6 +280,7 @@ async function main(): Promise<number> {
       latency: latency.latency,
       latencyRoundRatio: latency.latencyRoundRatio,
       muslLatency,
+      helperStart,
       rate: Object.fromEntries(
         names.filter((n) => rateRuns[n]![1].length > 0).map((n) => [n, {
           inFlight1: median(rateRuns[n]![1]),

@@ -117,6 +117,20 @@ export function cMemfdContender(binary: string, paths: Helpers<string>): Contend
   };
 }
 
+/**
+ * The helper's own share of every round trip, in C: `path` started with
+ * stdin already at EOF (reqrep then exits at once), from posix_spawn to
+ * reaped. Latencies in µs.
+ */
+export async function helperStartLatencies(binary: string, path: string, count: number): Promise<number[]> {
+  return (await runCFloor(binary, ["startup", path, String(count)])).samples as number[];
+}
+
+/** The time of one CPUID instruction in µs (a VM traps it), or null where the CPU is not x86. */
+export async function cpuidMicros(binary: string): Promise<number | null> {
+  return (await runCFloor(binary, ["cpuid", "2000"])).us as number | null;
+}
+
 /** A binary built at bench time, or why there is none. */
 export type Built = { path: string } | { path: null; reason: string };
 

@@ -22,6 +22,13 @@ export interface Results {
     readonly latency: ByContender<Summary>;
     readonly latencyRoundRatio: ByContender<number>;
   };
+  /** The helper's own start and exit in C (bench/c_floor.c startup), which every contender's round trip contains. */
+  readonly helperStart?: {
+    readonly glibc: Summary;
+    readonly musl?: Summary;
+    /** One CPUID instruction, µs: static glibc's start runs dozens, each trapped by a VM. Null off x86. */
+    readonly cpuidMicros: number | null;
+  };
   readonly rate: ByContender<{ readonly inFlight1: number; readonly inFlight8: number }>;
   /** Default readers: every chunk a buffer the stream allocated. */
   readonly pipe: ByContender<{ readonly bytes: number; readonly bytesPerSecond: number; readonly runs: number[] }>;
@@ -90,8 +97,15 @@ export function evaluate(r: Results): Target[] {
     ];
   };
   const musl = r.muslLatency;
+  const glibcTargets = latencyTargets("", r.latency, r.latencyRoundRatio);
+  const start = r.helperStart;
+  if (start) {
+    // What no spawner can win back: the helper starting and exiting by itself.
+    const own = `reqrep's own start and exit (C, stdin at EOF) ${fixed(start.glibc.median)} µs of every column`;
+    glibcTargets[0] = { ...glibcTargets[0]!, note: [glibcTargets[0]!.note, own].filter(Boolean).join("; ") };
+  }
   return [
-    ...latencyTargets("", r.latency, r.latencyRoundRatio),
+    ...glibcTargets,
     ...(musl ? latencyTargets(" (musl reqrep)", musl.latency, musl.latencyRoundRatio) : []),
     atLeast("pipe throughput umh / Deno.Command", ratio(pipe("umh"), pipe("Deno.Command")), 2.5),
     atLeast("pipe throughput umh / Bun.spawn", ratio(pipe("umh"), pipe("Bun.spawn")), 1.0, r.skipped["Bun.spawn"]),
@@ -149,6 +163,18 @@ export function formatReport(r: Results): string {
   if (musl) {
     lines.push(row("  the same, musl reqrep, median (µs)", names.map((n) => fixed(musl.latency[n]?.median))));
     lines.push(row("  the same, musl reqrep, p90 (µs)", names.map((n) => fixed(musl.latency[n]?.p90))));
+  }
+  const start = r.helperStart;
+  if (start) {
+    lines.push(
+      `  the helper alone (C, spawned with stdin at EOF, spawn -> reaped): reqrep median ${
+        fixed(start.glibc.median)
+      } µs` +
+        (start.musl ? `, musl reqrep ${fixed(start.musl.median)} µs` : "") +
+        (start.cpuidMicros === null
+          ? ""
+          : `; one CPUID ${fixed(start.cpuidMicros, 1)} µs here (static glibc's start runs dozens, musl's none)`),
+    );
   }
   lines.push(row("spawn rate, 1 in flight (/s)", names.map((n) => fixed(r.rate[n]?.inFlight1))));
   lines.push(row("spawn rate, 8 in flight (/s)", names.map((n) => fixed(r.rate[n]?.inFlight8))));
