@@ -134,8 +134,9 @@ static void reap(pid_t pid) {
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) die("waitpid");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    errno = 0;
-    die("helper failed");
+    if (WIFEXITED(status)) fprintf(stderr, "c_floor: the helper failed: exit code %d\n", WEXITSTATUS(status));
+    else fprintf(stderr, "c_floor: the helper failed: killed by signal %d\n", WTERMSIG(status));
+    exit(1);
   }
 }
 
@@ -235,8 +236,8 @@ static void pipe_run(const char *path, long long bytes, long chunk) {
   close(from);
   reap(pid);
   if (received != bytes) {
-    errno = 0;
-    die("short pipe run");
+    fprintf(stderr, "c_floor: short pipe run: %lld of %lld bytes came back\n", received, bytes);
+    exit(1);
   }
   printf("{\"bytesPerSecond\":%.0f}\n", (double)bytes / ((now_us() - t0) / 1e6));
 }

@@ -25,3 +25,36 @@ Deno.test("deno task bench --quick measures every workload and prints the target
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("bench/c_floor.c times the helper alone and one CPUID, and fails on a helper that fails", async (t) => {
+  const { buildCFloor, cpuidMicros, helperStartLatencies } = await import("../bench/contenders.ts");
+  const { blobFor } = await import("../blobs/mod.ts");
+  const dir = await Deno.makeTempDir({ prefix: "umh_cfloor_" });
+  try {
+    const floor = await buildCFloor(dir);
+    if (floor.path === null) {
+      console.log(`skipped: ${floor.reason}`);
+      return;
+    }
+    const reqrep = `${dir}/reqrep`;
+    await Deno.writeFile(reqrep, blobFor("reqrep"), { mode: 0o755 });
+
+    await t.step("startup: one positive sample per spawn of a helper that exits 0 at EOF", async () => {
+      const samples = await helperStartLatencies(floor.path, reqrep, 5);
+      assert.equal(samples.length, 5);
+      for (const us of samples) assert.ok(us > 0 && us < 10_000_000, `sample ${us}`);
+    });
+
+    await t.step("startup: a helper that exits 1 fails the run", async () => {
+      await assert.rejects(helperStartLatencies(floor.path, "/bin/false", 1), /c_floor startup \/bin\/false 1 failed/);
+    });
+
+    await t.step("cpuid: a positive time on x86_64, null elsewhere", async () => {
+      const us = await cpuidMicros(floor.path);
+      if (Deno.build.arch === "x86_64") assert.ok(typeof us === "number" && us > 0, `cpuid ${us}`);
+      else assert.equal(us, null);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
