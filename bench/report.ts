@@ -75,6 +75,7 @@ export function evaluate(r: Results): Target[] {
     which: string,
     latency: ByContender<Summary>,
     roundRatio: ByContender<number>,
+    denoCommandNote?: string,
   ): Target[] => {
     const lat = (name: string): number | undefined => latency[name]?.median;
     const paired = (name: string): string | undefined => {
@@ -86,7 +87,7 @@ export function evaluate(r: Results): Target[] {
         `spawn latency${which} umh / Deno.Command (median)`,
         ratio(lat("umh"), lat("Deno.Command")),
         0.8,
-        paired("Deno.Command"),
+        [paired("Deno.Command"), denoCommandNote].filter(Boolean).join("; ") || undefined,
       ),
       atMost(
         `spawn latency${which} umh / Bun.spawn (median)`,
@@ -97,15 +98,12 @@ export function evaluate(r: Results): Target[] {
     ];
   };
   const musl = r.muslLatency;
-  const glibcTargets = latencyTargets("", r.latency, r.latencyRoundRatio);
   const start = r.helperStart;
-  if (start) {
-    // What no spawner can win back: the helper starting and exiting by itself.
-    const own = `reqrep's own start and exit (C, stdin at EOF) ${fixed(start.glibc.median)} µs of every column`;
-    glibcTargets[0] = { ...glibcTargets[0]!, note: [glibcTargets[0]!.note, own].filter(Boolean).join("; ") };
-  }
+  // What no spawner can win back: the helper starting and exiting by itself.
+  const helperAlone = start &&
+    `reqrep's own start and exit (C, stdin at EOF) ${fixed(start.glibc.median)} µs of every column`;
   return [
-    ...glibcTargets,
+    ...latencyTargets("", r.latency, r.latencyRoundRatio, helperAlone),
     ...(musl ? latencyTargets(" (musl reqrep)", musl.latency, musl.latencyRoundRatio) : []),
     atLeast("pipe throughput umh / Deno.Command", ratio(pipe("umh"), pipe("Deno.Command")), 2.5),
     atLeast("pipe throughput umh / Bun.spawn", ratio(pipe("umh"), pipe("Bun.spawn")), 1.0, r.skipped["Bun.spawn"]),

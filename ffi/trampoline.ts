@@ -257,8 +257,8 @@ function limitValue(name: string, value: number | bigint): bigint {
 }
 
 /**
- * Starts the child through the trampoline: its pid, and the pidfd the caller
- * now owns (or -1). Throws `TypeError` for an invalid request and
+ * Starts the child through the trampoline: its pid, and the pidfd and pipe
+ * ends the caller now owns (each -1 where there is none). Throws `TypeError` for an invalid request and
  * `SpawnError` naming the step that failed (`setresuid`, `prlimit64`,
  * `execveat`, ...) and its errno; a child that failed has already been reaped
  * and its pidfd closed.

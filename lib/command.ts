@@ -52,16 +52,7 @@ export class BlobCommand {
    * @returns Status plus `stdout` and `stderr` bytes.
    */
   async output(): Promise<HelperOutput> {
-    const o = this.#options;
-    const stdio: [Stdio, Stdio, Stdio] = [
-      stdioOr(o.stdin, "null"),
-      stdioOr(o.stdout, "piped"),
-      stdioOr(o.stderr, "piped"),
-    ];
-    if (stdio[0] === "piped") {
-      throw new TypeError("Piped stdin is not supported for this function, use 'BlobCommand.spawn()' instead");
-    }
-    return await spawnHelper(this.#source, o, stdio).output();
+    return await spawnHelper(this.#source, this.#options, this.#outputStdio()).output();
   }
 
   /**
@@ -71,6 +62,11 @@ export class BlobCommand {
    * @returns Status plus `stdout` and `stderr` bytes.
    */
   outputSync(): HelperOutput {
+    return runHelperSync(this.#source, this.#options, this.#outputStdio());
+  }
+
+  /** stdio for output() and outputSync(): stdin `"null"`, stdout and stderr `"piped"` by default; piped stdin refused. */
+  #outputStdio(): [Stdio, Stdio, Stdio] {
     const o = this.#options;
     const stdio: [Stdio, Stdio, Stdio] = [
       stdioOr(o.stdin, "null"),
@@ -80,6 +76,6 @@ export class BlobCommand {
     if (stdio[0] === "piped") {
       throw new TypeError("Piped stdin is not supported for this function, use 'BlobCommand.spawn()' instead");
     }
-    return runHelperSync(this.#source, o, stdio);
+    return stdio;
   }
 }

@@ -28,19 +28,6 @@ const BIG_PIPE_SIZE = 1024 * 1024;
  */
 const SHARED_SCRATCH = new Uint8Array(FIRST_READ_SIZE);
 
-/**
- * A new read buffer for bulk data. Each chunk a default reader gets is a
- * buffer of its own. Its pages are not mapped up front: glibc's calloc serves
- * a recycled 1 MiB heap chunk (its mmap threshold rises past that after the
- * first one is freed) and zeroes it, so the pages are already there, and a
- * madvise(MADV_POPULATE_WRITE) over them only walked them again: without it,
- * default-reader throughput went from a median 1.23 to 1.74 GB/s over 18
- * interleaved runs of 512 MiB, at 3 × the page faults.
- */
-function freshBuffer(size: number): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(size);
-}
-
 /** One owned pipe fd. `close()` is idempotent and also takes it out of the poller. */
 export class PipeEnd {
   #fd: number;
@@ -50,6 +37,15 @@ export class PipeEnd {
   #grown = false;
   #bulk = false;
   #readSize = FIRST_READ_SIZE;
+  /**
+   * The buffer of the next bulk read, handed over with its chunk. A new one
+   * each time, its pages not mapped up front: glibc's calloc serves a recycled
+   * 1 MiB heap chunk (its mmap threshold rises past that after the first one
+   * is freed) and zeroes it, so the pages are already there, and a
+   * madvise(MADV_POPULATE_WRITE) over them only walked them again: without it,
+   * default-reader throughput went from a median 1.23 to 1.74 GB/s over 18
+   * interleaved runs of 512 MiB, at 3 × the page faults.
+   */
   #scratch: Uint8Array<ArrayBuffer> | undefined;
   /**
    * Reads through Deno's reactor, which then owns the fd: undefined until
@@ -150,7 +146,7 @@ export class PipeEnd {
         return;
       }
       if (chunk === null) {
-        this.#eofInReactor();
+        this.#atEof();
         controller.close();
         return;
       }
@@ -173,11 +169,12 @@ export class PipeEnd {
   }
 
   /**
-   * EOF through the reactor. The socket would close the fd by itself a tick
-   * later; closing it now means nothing is left open once the reader, or
-   * `status`, or `output()` has seen the end.
+   * EOF, read either way: closes the fd and tells the owner. (Through the
+   * reactor, the socket would close the fd by itself a tick later; closing it
+   * now means nothing is left open once the reader, or `status`, or
+   * `output()` has seen the end.)
    */
-  #eofInReactor(): void {
+  #atEof(): void {
     this.close();
     this.#onEof?.();
   }
@@ -204,12 +201,11 @@ export class PipeEnd {
    */
   #readNow(into?: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> | null | undefined {
     if (this.#fd < 0) return null;
-    const target = into ?? (this.#bulk ? (this.#scratch ??= freshBuffer(this.#readSize)) : SHARED_SCRATCH);
+    const target = into ?? (this.#bulk ? (this.#scratch ??= new Uint8Array(this.#readSize)) : SHARED_SCRATCH);
     const n = readSome(this.#fd, target, `Cannot read the ${this.#label}`);
     if (n === null) return undefined;
     if (n === 0) {
-      this.close();
-      this.#onEof?.();
+      this.#atEof();
       return null;
     }
     // A read that filled its buffer, or took a default pipe's whole 64 KiB

@@ -149,7 +149,6 @@ function withBlob<T>(
   }
 }
 
-/** Forks and execs `blob` with its pipes: the pid, pidfd and the owner's pipe ends (-1 where not piped). */
 /** The spawn's C strings, built before any memfd or pipe exists. */
 interface SpawnStrings {
   readonly argv: CStringArray;
@@ -165,6 +164,7 @@ function spawnStrings(options: HelperOptions, name: string): SpawnStrings {
   };
 }
 
+/** Forks and execs `blob` with its pipes: the pid, pidfd and the owner's pipe ends (-1 where not piped). */
 function startBlob(
   blob: UsermodeBlob,
   options: HelperOptions,
