@@ -35,7 +35,7 @@ import {
 import { loadAverage, machine } from "./proc.ts";
 import { evaluate, formatReport, type Results } from "./report.ts";
 import { runDenoCommandGrowth, runScale } from "./scale.ts";
-import { summarize } from "./stats.ts";
+import { balancedOrders, summarize } from "./stats.ts";
 import { latencies } from "./workloads.ts";
 
 const FULL = {
@@ -75,10 +75,16 @@ function progress(message: string): void {
   console.error(`bench: ${message}`);
 }
 
-/** `order` rotated by `round`, so no contender always goes first. */
-function rotated<T>(order: readonly T[], round: number): T[] {
-  const k = round % order.length;
-  return [...order.slice(k), ...order.slice(0, k)];
+/** The order of `items` for `round`: the rounds cycle through {@linkcode balancedOrders}. */
+function inOrder<T>(items: readonly T[], round: number): T[] {
+  const orders = balancedOrders(items.length);
+  return orders[round % orders.length]!.map((i) => items[i]!);
+}
+
+/** At least `rounds`, rounded up to whole cycles of the balanced orders of `n` contenders. */
+function wholeCycles(n: number, rounds: number): number {
+  const cycle = balancedOrders(n).length;
+  return Math.ceil(rounds / cycle) * cycle;
 }
 
 async function writeExecutable(dir: string, name: string, bytes: Uint8Array): Promise<string> {
@@ -88,8 +94,8 @@ async function writeExecutable(dir: string, name: string, bytes: Uint8Array): Pr
 }
 
 /**
- * Spawn latency of every contender in `rounds` interleaved rounds: the
- * samples' summary, and the median over rounds of umh's round median over
+ * Spawn latency of every contender in `rounds` interleaved rounds, in
+ * balanced orders: the samples' summary, and the median over rounds of umh's round median over
  * each contender's (robust to load that drifts between rounds).
  */
 async function latencyRounds(
@@ -102,7 +108,7 @@ async function latencyRounds(
   const pairedRatios: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   for (let round = 0; round < rounds; round++) {
     const roundMedian: Record<string, number> = {};
-    for (const c of rotated(contenders, round)) {
+    for (const c of inOrder(contenders, round)) {
       const got = await c.latency(perRound);
       samples[c.name]!.push(...got);
       roundMedian[c.name] = summarize(got).median;
@@ -132,7 +138,7 @@ async function pipeRounds(
   for (const c of measured) await run(c)!(Math.min(bytes, PIPE_WARMUP_BYTES), PIPE_CHUNK);
   const samples: Record<string, number[]> = Object.fromEntries(measured.map((c) => [c.name, []]));
   for (let round = 0; round < runs; round++) {
-    for (const c of rotated(measured, round)) samples[c.name]!.push(await run(c)!(bytes, PIPE_CHUNK));
+    for (const c of inOrder(measured, round)) samples[c.name]!.push(await run(c)!(bytes, PIPE_CHUNK));
   }
   return Object.fromEntries(measured.map((c) => [c.name, {
     bytes,
@@ -202,13 +208,14 @@ async function main(): Promise<number> {
     progress(`warm-up (${cfg.warmup} round trips each)`);
     for (const c of contenders) await c.latency(cfg.warmup);
 
-    progress(`spawn latency: ${cfg.latencyRounds} interleaved rounds of ${cfg.latencyPerRound}`);
-    const latency = await latencyRounds(contenders, cfg.latencyRounds, cfg.latencyPerRound);
+    const rounds = wholeCycles(contenders.length, cfg.latencyRounds);
+    progress(`spawn latency: ${rounds} interleaved rounds of ${cfg.latencyPerRound}`);
+    const latency = await latencyRounds(contenders, rounds, cfg.latencyPerRound);
 
     let helperStart: Results["helperStart"];
     if (floorPath !== null) {
       progress("the helper alone: reqrep started with stdin at EOF, in C");
-      const count = cfg.latencyRounds * cfg.latencyPerRound;
+      const count = rounds * cfg.latencyPerRound;
       helperStart = {
         glibc: summarize(await helperStartLatencies(floorPath, paths.reqrep, count)),
         musl: musl.path === null ? undefined : summarize(await helperStartLatencies(floorPath, musl.path, count)),
@@ -218,7 +225,6 @@ async function main(): Promise<number> {
 
     let muslLatency: Results["muslLatency"];
     if (musl.path !== null) {
-      progress(`spawn latency, reqrep linked against musl: ${cfg.latencyRounds} interleaved rounds`);
       const muslBytes = await Deno.readFile(musl.path);
       using muslBlob = loadBlob(muslBytes, { name: "reqrep" });
       const muslPaths = { reqrep: musl.path, cat: paths.cat };
@@ -227,10 +233,12 @@ async function main(): Promise<number> {
       if (floorPath !== null) {
         muslContenders.push(cFloorContender(floorPath, muslPaths), cMemfdContender(floorPath, muslPaths));
       }
+      const muslRounds = wholeCycles(muslContenders.length, cfg.latencyRounds);
+      progress(`spawn latency, reqrep linked against musl: ${muslRounds} interleaved rounds`);
       for (const c of muslContenders) await c.latency(cfg.warmup);
       muslLatency = {
         bytes: muslBytes.length,
-        ...await latencyRounds(muslContenders, cfg.latencyRounds, cfg.latencyPerRound),
+        ...await latencyRounds(muslContenders, muslRounds, cfg.latencyPerRound),
       };
     }
 
@@ -240,7 +248,7 @@ async function main(): Promise<number> {
     );
     for (const inFlight of [1, 8] as const) {
       for (let round = 0; round < cfg.rateRounds; round++) {
-        for (const c of rotated(contenders, round)) {
+        for (const c of inOrder(contenders, round)) {
           if (c.rate) rateRuns[c.name]![inFlight].push(await c.rate(cfg.ratePerRound[inFlight], inFlight));
         }
       }
@@ -260,7 +268,7 @@ async function main(): Promise<number> {
     const blobSamples: Record<string, number[]> = { unpadded: [], padded: [] };
     await latencies(() => forkUsermodeBlob(bigBlob), cfg.warmup);
     for (let round = 0; round < cfg.blobRounds; round++) {
-      for (const [name, blob] of rotated(blobStarts, round)) {
+      for (const [name, blob] of inOrder(blobStarts, round)) {
         blobSamples[name]!.push(...await latencies(() => forkUsermodeBlob(blob), cfg.blobPerRound));
       }
     }

@@ -58,3 +58,24 @@ Deno.test("bench/c_floor.c times the helper alone and one CPUID, and fails on a 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the bench's balanced orders put every contender after every other equally often", async () => {
+  const { balancedOrders } = await import("../bench/stats.ts");
+  for (let n = 1; n <= 7; n++) {
+    const orders = balancedOrders(n);
+    assert.equal(orders.length, n === 1 ? 1 : n % 2 === 0 ? n : 2 * n, `orders for ${n}`);
+    const after = new Map<string, number>();
+    const leads = new Array<number>(n).fill(0);
+    for (const order of orders) {
+      assert.deepEqual([...order].sort((a, b) => a - b), [...Array(n).keys()], `each of ${n} once per order`);
+      leads[order[0]!]!++;
+      for (let i = 1; i < n; i++) {
+        const pair = `${order[i - 1]}>${order[i]}`;
+        after.set(pair, (after.get(pair) ?? 0) + 1);
+      }
+    }
+    assert.equal(after.size, n * (n - 1), `every ordered pair of ${n} occurs`);
+    assert.equal(new Set(after.values()).size <= 1, true, `pairs of ${n} equally often: ${[...after.values()]}`);
+    assert.equal(new Set(leads).size, 1, `each of ${n} leads equally often`);
+  }
+});
