@@ -39,7 +39,11 @@ import { balancedOrders, summarize } from "./stats.ts";
 import { latencies } from "./workloads.ts";
 
 const FULL = {
-  warmup: 20,
+  // Round trips per contender before anything is timed. V8 is still compiling
+  // the spawn path for the first ~250 (--trace-opt: 299 optimized compiles in
+  // umh's first 250 round trips, 0-11 per 250 after), and the runs should
+  // measure the steady state, not the tier-up.
+  warmup: 300,
   latencyRounds: 10,
   latencyPerRound: 30,
   rateRounds: 3,
