@@ -21,6 +21,7 @@ import {
   WNOHANG,
 } from "./constants.ts";
 import { checkErrno, EAGAIN, EINTR, lastErrno, SyscallError } from "./errno.ts";
+import { addressOf } from "./pointer.ts";
 import { libc } from "./symbols.ts";
 
 export { libc };
@@ -257,12 +258,11 @@ function signalAction(signo: number, handler?: bigint): bigint | null {
   const action = new BigUint64Array(4);
   const old = new BigUint64Array(4);
   if (handler !== undefined) action[0] = handler;
-  const address = (buffer: BigUint64Array): bigint => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
   const result = libc().syscall(
     BigInt(SYS_rt_sigaction),
     BigInt(signo),
-    handler === undefined ? 0n : address(action),
-    address(old),
+    handler === undefined ? 0n : addressOf(action),
+    addressOf(old),
     8n,
     0n,
     0n,

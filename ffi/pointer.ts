@@ -2,6 +2,12 @@
 
 import { cString } from "./c_string.ts";
 
+/** The address of `buffer`'s bytes, for a struct field or a raw syscall argument; 0 for an empty buffer. */
+export function addressOf(buffer: BufferSource): bigint {
+  if (buffer.byteLength === 0) return 0n;
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
+
 /**
  * A `char *const []` ending in NULL, and the one buffer that holds its strings.
  * Both must stay referenced until the C call that reads them returns: the
@@ -30,7 +36,7 @@ export function cStringArray(values: readonly string[], what: (i: number) => str
   }
   const strings = new Uint8Array(total || 1);
   const pointers = new BigUint64Array(values.length + 1);
-  const base = total === 0 ? 0n : BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(strings)));
+  const base = total === 0 ? 0n : addressOf(strings);
   let offset = 0;
   for (let i = 0; i < encoded.length; i++) {
     const bytes = encoded[i]!;
@@ -39,7 +45,7 @@ export function cStringArray(values: readonly string[], what: (i: number) => str
     offset += bytes.length;
   }
   pointers[values.length] = 0n;
-  return { pointers, strings, address: BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(pointers))) };
+  return { pointers, strings, address: addressOf(pointers) };
 }
 
 /** Reads a NULL-terminated `char **` (such as `environ`) into strings. */

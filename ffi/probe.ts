@@ -29,6 +29,7 @@ import {
 } from "./constants.ts";
 import { lastErrno } from "./errno.ts";
 import { libc, pidfdOpen } from "./libc.ts";
+import { addressOf } from "./pointer.ts";
 
 /** What one probe saw: the call that decided it, and its errno (0 when it worked). */
 export interface ProbeOutcome {
@@ -55,10 +56,6 @@ const SYS_uname = Deno.build.arch === "aarch64" ? 160 : 63;
 const UTSNAME_FIELD = 65; // each of struct utsname's six char arrays (__NEW_UTS_LEN + 1)
 const F_DUPFD_CLOEXEC = 1030;
 const REQUIRED_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
-
-function addressOf(buffer: Uint8Array<ArrayBuffer>): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
-}
 
 function syscall(number: number, ...args: bigint[]): number {
   const [a = 0n, b = 0n, c = 0n, d = 0n, e = 0n, f = 0n] = args;

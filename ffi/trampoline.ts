@@ -32,6 +32,7 @@ import {
 } from "./constants.ts";
 import { checkErrno, EINVAL, errnoMessage, errnoName, lastErrno, SpawnError, SyscallError } from "./errno.ts";
 import { fcntl, libc, memfdCreate, writeAll } from "./libc.ts";
+import { addressOf } from "./pointer.ts";
 import { type ChildFd, nullFd, type PosixSpawnRequest } from "./spawn.ts";
 import { TRAMPOLINE_AARCH64, TRAMPOLINE_X86_64 } from "./trampoline_objects.ts";
 
@@ -375,9 +376,4 @@ let environRef: bigint | undefined;
 /** The address of libc's `environ` variable itself (not its value): it never moves. */
 function environVariableAddress(): bigint {
   return BigInt(Deno.UnsafePointer.value(libc().environ!));
-}
-
-function addressOf(buffer: BufferSource): bigint {
-  if (buffer.byteLength === 0) return 0n;
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
 }
