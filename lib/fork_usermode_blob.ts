@@ -24,9 +24,5 @@ import { type BlobSource, type HelperOptions, spawnHelper } from "./spawn.ts";
  * ```
  */
 export function forkUsermodeBlob(blob: BlobSource, options: HelperOptions = {}): UsermodeHelper {
-  return spawnHelper(blob, options, [
-    options.stdin ?? "piped",
-    options.stdout ?? "piped",
-    options.stderr ?? "inherit",
-  ]);
+  return spawnHelper(blob, options, [options.stdin ?? "piped", options.stdout ?? "piped", options.stderr ?? "inherit"]);
 }

@@ -310,11 +310,7 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
 
   #launch(): Instance {
     const o = this.#options;
-    const helper = spawnHelper(this.#blob, { ...o, argv0: this.#name }, [
-      "piped",
-      "piped",
-      o.stderr ?? "inherit",
-    ]);
+    const helper = spawnHelper(this.#blob, { ...o, argv0: this.#name }, ["piped", "piped", o.stderr ?? "inherit"]);
     helper.unref();
     const { promise: died, reject } = Promise.withResolvers<never>();
     died.catch(() => {}); // observed through races; never an unhandled rejection
