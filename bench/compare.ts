@@ -85,12 +85,6 @@ function inOrder<T>(items: readonly T[], round: number): T[] {
   return orders[round % orders.length]!.map((i) => items[i]!);
 }
 
-/** At least `rounds`, rounded up to whole cycles of the balanced orders of `n` contenders. */
-function wholeCycles(n: number, rounds: number): number {
-  const cycle = balancedOrders(n).length;
-  return Math.ceil(rounds / cycle) * cycle;
-}
-
 async function writeExecutable(dir: string, name: string, bytes: Uint8Array): Promise<string> {
   const path = `${dir}/${name}`;
   await Deno.writeFile(path, bytes, { mode: 0o755 });
@@ -98,15 +92,21 @@ async function writeExecutable(dir: string, name: string, bytes: Uint8Array): Pr
 }
 
 /**
- * Spawn latency of every contender in `rounds` interleaved rounds, in
- * balanced orders: the samples' summary, and the median over rounds of umh's round median over
- * each contender's (robust to load that drifts between rounds).
+ * Spawn latency of every contender in at least `minRounds` interleaved
+ * rounds (whole cycles of the balanced orders), reported to the progress
+ * line as `what`: the samples' summary, and the median over rounds of umh's
+ * round median over each contender's (robust to load that drifts between
+ * rounds).
  */
 async function latencyRounds(
+  what: string,
   contenders: Contender[],
-  rounds: number,
+  minRounds: number,
   perRound: number,
 ): Promise<Pick<Results, "latency" | "latencyRoundRatio">> {
+  const cycle = balancedOrders(contenders.length).length;
+  const rounds = Math.ceil(minRounds / cycle) * cycle;
+  progress(`${what}: ${rounds} interleaved rounds of ${perRound}`);
   const names = contenders.map((c) => c.name);
   const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
   const pairedRatios: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
@@ -212,14 +212,12 @@ async function main(): Promise<number> {
     progress(`warm-up (${cfg.warmup} round trips each)`);
     for (const c of contenders) await c.latency(cfg.warmup);
 
-    const rounds = wholeCycles(contenders.length, cfg.latencyRounds);
-    progress(`spawn latency: ${rounds} interleaved rounds of ${cfg.latencyPerRound}`);
-    const latency = await latencyRounds(contenders, rounds, cfg.latencyPerRound);
+    const latency = await latencyRounds("spawn latency", contenders, cfg.latencyRounds, cfg.latencyPerRound);
 
     let helperStart: Results["helperStart"];
     if (floorPath !== null) {
       progress("the helper alone: reqrep started with stdin at EOF, in C");
-      const count = rounds * cfg.latencyPerRound;
+      const count = cfg.latencyRounds * cfg.latencyPerRound;
       helperStart = {
         glibc: summarize(await helperStartLatencies(floorPath, paths.reqrep, count)),
         musl: musl.path === null ? undefined : summarize(await helperStartLatencies(floorPath, musl.path, count)),
@@ -237,12 +235,15 @@ async function main(): Promise<number> {
       if (floorPath !== null) {
         muslContenders.push(cFloorContender(floorPath, muslPaths), cMemfdContender(floorPath, muslPaths));
       }
-      const muslRounds = wholeCycles(muslContenders.length, cfg.latencyRounds);
-      progress(`spawn latency, reqrep linked against musl: ${muslRounds} interleaved rounds`);
       for (const c of muslContenders) await c.latency(cfg.warmup);
       muslLatency = {
         bytes: muslBytes.length,
-        ...await latencyRounds(muslContenders, muslRounds, cfg.latencyPerRound),
+        ...await latencyRounds(
+          "spawn latency, reqrep linked against musl",
+          muslContenders,
+          cfg.latencyRounds,
+          cfg.latencyPerRound,
+        ),
       };
     }
 
