@@ -88,18 +88,8 @@ static pid_t start_memfd(int in, int out) {
   return pid;
 }
 
-/* Starts `path` (or the memfd) with stdin and stdout piped; *to and *from get the owner's ends. */
-static pid_t start(const char *path, int *to, int *from) {
-  int in[2], out[2];
-  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) die("pipe2");
-  if (blob_fd >= 0) {
-    pid_t pid = start_memfd(in[0], out[1]);
-    close(in[0]);
-    close(out[1]);
-    *to = in[1];
-    *from = out[0];
-    return pid;
-  }
+/* posix_spawn of the file `path` with `in` as its stdin and `out` as its stdout. */
+static pid_t start_file(const char *path, int in, int out) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t none, pipe_only;
@@ -107,8 +97,8 @@ static pid_t start(const char *path, int *to, int *from) {
   sigemptyset(&pipe_only);
   sigaddset(&pipe_only, SIGPIPE);
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, in, 0);
+  posix_spawn_file_actions_adddup2(&fa, out, 1);
   posix_spawnattr_init(&attr);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &pipe_only);
@@ -122,6 +112,14 @@ static pid_t start(const char *path, int *to, int *from) {
     errno = err;
     die("posix_spawn");
   }
+  return pid;
+}
+
+/* Starts `path` (or the memfd) with stdin and stdout piped; *to and *from get the owner's ends. */
+static pid_t start(const char *path, int *to, int *from) {
+  int in[2], out[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) die("pipe2");
+  pid_t pid = blob_fd >= 0 ? start_memfd(in[0], out[1]) : start_file(path, in[0], out[1]);
   close(in[0]);
   close(out[1]);
   *to = in[1];
@@ -140,6 +138,15 @@ static void reap(pid_t pid) {
   }
 }
 
+/* Reads `from` to EOF, closes it and reaps `pid`. */
+static void drain_and_reap(pid_t pid, int from) {
+  unsigned char sink[64];
+  while (read(from, sink, sizeof sink) > 0) {
+  }
+  close(from);
+  reap(pid);
+}
+
 static void latency(const char *path, int count) {
   static const unsigned char request[8] = {4, 0, 0, 0, 'p', 'i', 'n', 'g'};
   printf("{\"samples\":[");
@@ -156,10 +163,7 @@ static void latency(const char *path, int count) {
       got += (size_t)n;
     }
     close(to);
-    while (read(from, reply, sizeof reply) > 0) {
-    }
-    close(from);
-    reap(pid);
+    drain_and_reap(pid, from);
     printf("%s%.1f", i ? "," : "", now_us() - t0);
   }
   printf("]}\n");
@@ -172,11 +176,7 @@ static void startup(const char *path, int count) {
     int to, from;
     pid_t pid = start(path, &to, &from);
     close(to); /* EOF before the helper even runs: it starts, reads nothing, exits */
-    unsigned char sink[64];
-    while (read(from, sink, sizeof sink) > 0) {
-    }
-    close(from);
-    reap(pid);
+    drain_and_reap(pid, from);
     printf("%s%.1f", i ? "," : "", now_us() - t0);
   }
   printf("]}\n");
