@@ -77,8 +77,8 @@ export function outputOf(
   stdout: Uint8Array<ArrayBuffer> | null,
   stderr: Uint8Array<ArrayBuffer> | null,
 ): HelperOutput {
+  // An ordinary object, as Deno's outputs (sync and async) are; only statuses are null-prototype.
   const output = {
-    __proto__: null, // as Deno's own outputs
     success: status.success,
     code: status.code,
     signal: status.signal,

@@ -76,22 +76,27 @@ Deno.test("text() drops a leading BOM and replaces invalid UTF-8, as Deno's", as
   assert.equal(texts[0], texts[1]);
 });
 
-Deno.test("status and output are null-prototype objects with the same fields as Deno's", async () => {
+Deno.test("status is null-prototype and output an ordinary object, with the same fields, as Deno's", async () => {
   for (const path of ["/bin/true", "/bin/false"]) {
     const [ours, deno] = both(path, {});
     const [a, b] = await Promise.all([ours.spawn().status, deno.spawn().status]);
     assert.deepEqual(a, b);
-    assert.equal(Object.getPrototypeOf(a), null);
+    assert.equal(Object.getPrototypeOf(b), null);
+    assert.equal(Object.getPrototypeOf(a), Object.getPrototypeOf(b));
     const [x, y] = await Promise.all([ours.output(), deno.output()]);
-    assert.deepEqual(Object.keys(x), Object.keys(y));
-    assert.equal(Object.getPrototypeOf(x), null);
-    assert.deepEqual([x.success, x.code, x.signal, x.stdout, x.stderr], [
-      y.success,
-      y.code,
-      y.signal,
-      y.stdout,
-      y.stderr,
-    ]);
+    const [xs, ys] = [ours.outputSync(), deno.outputSync()];
+    for (const [mine, theirs] of [[x, y], [xs, ys]] as const) {
+      assert.deepEqual(Object.keys(mine), Object.keys(theirs));
+      assert.equal(Object.getPrototypeOf(mine), Object.getPrototypeOf(theirs));
+      assert.equal(`${mine}`, `${theirs}`);
+      assert.deepEqual([mine.success, mine.code, mine.signal, mine.stdout, mine.stderr], [
+        theirs.success,
+        theirs.code,
+        theirs.signal,
+        theirs.stdout,
+        theirs.stderr,
+      ]);
+    }
   }
 });
 
