@@ -181,7 +181,14 @@ export class UsermodeHelper implements AsyncDisposable {
    * exited, and for a signal Linux does not have.
    */
   kill(signal: Deno.Signal | number = "SIGTERM"): void {
-    if (this.#exited !== null) throw new TypeError("Child process has already terminated");
+    // The exit may not have been seen yet (it is read lazily): a WNOHANG
+    // reap first, so that a helper that has gone is reported as gone, as
+    // Deno's is, and not signalled as a zombie.
+    this.#tryReap();
+    if (this.#exited !== null) {
+      this.#finish();
+      throw new TypeError("Child process has already terminated");
+    }
     this.#signal(signalNumber(signal));
   }
 

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { BlobCommand } from "../lib/mod.ts";
-import { bytes, fdCount, ourChildren, text } from "./test_util.ts";
+import { bytes, fdCount, ourChildren, processState, text } from "./test_util.ts";
 
 const ECHO = "/bin/echo";
 const CAT = "/bin/cat";
@@ -168,6 +168,20 @@ Deno.test("kill() of an unknown signal is a TypeError; after the exit, 'already 
     message: "Child process has already terminated",
   });
   assert.deepEqual(ourChildren(), []);
+});
+
+Deno.test("kill() of a helper that has exited but was not yet reaped throws 'already terminated', as Deno's", async () => {
+  // stdout piped and never read, status not awaited: nothing has looked at the exit yet.
+  const child = new BlobCommand(Deno.readFileSync("/bin/true"), { stdout: "piped" }).spawn();
+  const deadline = Date.now() + 5_000;
+  while (processState(child.pid) !== "Z") {
+    assert.ok(Date.now() < deadline, "the helper did not exit");
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  assert.throws(() => child.kill(), { name: "TypeError", message: "Child process has already terminated" });
+  assert.equal(processState(child.pid), null, "kill() reaped it");
+  assert.deepEqual({ ...await child.status }, { success: true, code: 0, signal: null });
+  await child.stdout.cancel();
 });
 
 Deno.test("args that are not strings become strings, as Deno.Command makes them", async () => {
