@@ -101,8 +101,9 @@ function prototypeFor(made: object, denoClass: keyof typeof Deno.errors): object
  * `Cannot spawn "reqrep": posix_spawn() failed with ENOEXEC (Exec format error)`.
  *
  * Where Deno has an error class for the errno, the error is also an instance
- * of it, as a Deno API's would be: ENOENT is a `Deno.errors.NotFound`, EACCES
- * and EPERM a `Deno.errors.PermissionDenied`, EPIPE a `Deno.errors.BrokenPipe`.
+ * of it and carries its `name`, as a Deno API's would: ENOENT is a
+ * `Deno.errors.NotFound` named `"NotFound"`, EACCES and EPERM a
+ * `Deno.errors.PermissionDenied`, EPIPE a `Deno.errors.BrokenPipe`.
  */
 export class SyscallError extends Error {
   /** The failing call, without parentheses: `"posix_spawn"`. */
@@ -130,6 +131,8 @@ export class SyscallError extends Error {
       // Same object, same fields; its prototype chain now runs through the
       // Deno class, and instanceof SyscallError / SpawnError goes by MADE_BY.
       Object.setPrototypeOf(this, prototypeFor(new.target, denoClass));
+      // And named like it, as Deno's own errors are ("NotFound: ..."); `syscall` and `code` still say what failed.
+      this.name = denoClass;
     }
   }
 
@@ -148,7 +151,7 @@ export class SpawnError extends SyscallError {
   /** Same arguments as {@linkcode SyscallError}'s constructor. */
   constructor(action: string, syscall: string, errno: number, options?: ErrorOptions & { detail?: string }) {
     super(action, syscall, errno, options);
-    this.name = "SpawnError";
+    if (this.name === "SyscallError") this.name = "SpawnError"; // where Deno has no class for the errno
   }
 }
 

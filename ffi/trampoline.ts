@@ -153,6 +153,7 @@ const NGROUPS_MAX = 65536;
 const SIGRTMAX = 64;
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 const RESOURCE_NAMES = Object.fromEntries(Object.entries(RLIMIT).map(([name, n]) => [n, name]));
 
 /** For req->err_step: the call that failed, and how to describe it. */
@@ -319,7 +320,7 @@ export function trampolineSpawn(req: TrampolineRequest, action: string): Trampol
     const fd = (i: number): number => view.getInt32(o.parentFd + 4 * i, true);
     return { pid, pidfd: view.getInt32(o.pidfd, true), fds: [fd(0), fd(1), fd(2)] };
   }
-  throw spawnError(action, req.isScript);
+  throw spawnError(action, req);
 }
 
 /** req->flags, and the process group to join (`undefined`: none). */
@@ -342,7 +343,8 @@ function setupFlags(req: TrampolineRequest, action: string): { flags: number; pg
   return { flags, pgid };
 }
 
-function spawnError(action: string, isScript: boolean): SpawnError {
+function spawnError(action: string, req: TrampolineRequest): SpawnError {
+  const isScript = req.isScript;
   const step = view.getInt32(REQUEST_OFFSETS.errStep, true);
   const errno = view.getInt32(REQUEST_OFFSETS.errErrno, true);
   const arg = view.getInt32(REQUEST_OFFSETS.errArg, true);
@@ -352,7 +354,8 @@ function spawnError(action: string, isScript: boolean): SpawnError {
     return new SpawnError(action, syscall, errno, { detail });
   }
   const name = step === 12 && isScript ? "execve" : syscall;
-  const call = step === 12 && isScript ? "execve()" : what(arg);
+  let call = step === 12 && isScript ? "execve()" : what(arg);
+  if (step === 2 && req.cwd !== null) call = `chdir(${JSON.stringify(decoder.decode(req.cwd.subarray(0, -1)))})`;
   return new SpawnError(action, name, errno, {
     detail: `${call} failed with ${errnoName(errno)} (${errnoMessage(errno)})`,
   });

@@ -100,7 +100,12 @@ Deno.test("SyscallError is also the Deno error class for its errno, where Deno h
   for (const [errno, expected] of cases) {
     for (const error of [new SyscallError("Cannot x", "x", errno), new SpawnError("Cannot x", "x", errno)]) {
       assert.ok(error instanceof SyscallError && error instanceof Error, `errno ${errno}`);
-      assert.equal(error instanceof SpawnError, error.name === "SpawnError", `errno ${errno} ${error.name}`);
+      const ownName = error instanceof SpawnError ? "SpawnError" : "SyscallError";
+      assert.equal(
+        error.name,
+        expected?.name ?? ownName,
+        `errno ${errno}: named as Deno names it, where it has a class`,
+      );
       assert.equal(error.errno, errno);
       const matching = denoClasses.filter((denoClass) => error instanceof denoClass);
       assert.deepEqual(matching, expected ? [expected] : [], `errno ${errno}: ${matching.map((c) => c.name)}`);

@@ -55,7 +55,7 @@ Deno.test({
       const lines = text(stdout).trim().split("\n");
       assert.equal(code, 0, text(stderr));
       assert.equal(lines[0], "imported");
-      assert.match(lines[1] ?? "", /^SpawnError: .*ENOENT.*\/proc/);
+      assert.match(lines[1] ?? "", /^NotFound: .*ENOENT.*\/proc/); // named as Deno names ENOENT
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

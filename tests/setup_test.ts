@@ -295,7 +295,8 @@ wiredTest("BlobCommand setup failure names the failed call and leaves no zombie"
   }
   assert.ok(error instanceof SpawnError);
   assert.deepEqual([error.syscall, error.code], ["chdir", "ENOENT"]);
-  assert.match(error.message, /^Cannot spawn "umh-blob": chdir\(\) failed with ENOENT/);
+  assert.match(error.message, /^Cannot spawn "umh-blob": chdir\("\/nonexistent"\) failed with ENOENT/);
+  assert.equal(error.name, "NotFound"); // as Deno names its ENOENT errors
   assert.deepEqual(zombieChildren(), before);
 });
 
@@ -327,7 +328,11 @@ wiredTest("BlobCommand uid drop that is not permitted throws SpawnError and leav
   // A root owner without CAP_SETGID (fails at once) or without CAP_SETUID (fails after groups and gid).
   for (const [drop, syscall] of [["-setgid,-setuid", "setgroups"], ["-setuid", "setresuid"]]) {
     const report = await ownerOutput("fail", { uid: 65534, gid: 65534 }, ["setpriv", "--bounding-set", drop!, "--"]);
-    assert.deepEqual(report, { error: { name: "SpawnError", syscall, code: "EPERM" }, children: [], dumpable: 1 });
+    assert.deepEqual(report, {
+      error: { name: "PermissionDenied", syscall, code: "EPERM" },
+      children: [],
+      dumpable: 1,
+    });
   }
 }, IS_ROOT && HAS_SETPRIV);
 
