@@ -40,6 +40,8 @@ export interface HelperInit {
   readonly stderr: number;
   readonly signal: AbortSignal | undefined;
   readonly detached: boolean;
+  /** It has a parent-death signal: the kernel kills it when the owner's process goes. */
+  readonly covered: boolean;
 }
 
 const CONSTRUCT = Symbol("UsermodeHelper.construct");
@@ -107,7 +109,7 @@ export class UsermodeHelper implements AsyncDisposable {
     };
     this.#abort = init.signal;
     this.#abort?.addEventListener("abort", this.#onAbort, { once: true });
-    if (!this.#detached) registerLive(this);
+    if (!this.#detached) registerLive(this, init.covered);
     const { promise, resolve } = Promise.withResolvers<HelperStatus>();
     this.#status = promise;
     this.#settle = resolve;

@@ -15,6 +15,8 @@ export interface StartedProcess {
   readonly stdin: number;
   readonly stdout: number;
   readonly stderr: number;
+  /** It has a parent-death signal: the kernel kills it when the owner's process goes. */
+  readonly covered: boolean;
 }
 
 const READ_SIZE = 64 * 1024;

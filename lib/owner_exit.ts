@@ -1,13 +1,23 @@
 // The owner's exit kills the helpers it started (the `rmmod` analogue).
 //
-// Deno does not kill children at exit (denoland/deno#8772), so umh keeps the
-// set of live, non-detached helpers and, when the program ends normally, calls
-// Deno.exit(), dies of an uncaught error or gets SIGINT, SIGTERM or SIGHUP,
-// sends them SIGTERM, waits briefly, SIGKILLs what is left and reaps them all,
-// synchronously, before the process goes. The listeners exist only while
-// helpers are alive. A SIGKILL of the owner cannot be caught: helpers then see
-// EOF on stdin and must exit (the convention for helper authors), or use
-// `parentDeathSignal`.
+// Deno does not kill children at exit (denoland/deno#8772). Two mechanisms
+// do it here:
+// - The kernel. A helper started from the main thread gets a parent-death
+//   signal (PR_SET_PDEATHSIG, SIGKILL unless the program chose another), so
+//   however the owner ends (an uncaught error, a signal's default action, a
+//   SIGKILL nobody can catch) the kernel kills the helper as the process
+//   goes, as it kills a module's helper. Such a helper is "covered".
+// - JavaScript. At a normal end or Deno.exit() ("unload"), every live,
+//   non-detached helper gets SIGTERM, a short grace and SIGKILL, and is
+//   reaped, synchronously, before the process goes. While a helper that is
+//   not covered lives (started from a Worker, whose thread may end first,
+//   or through posix_spawn, which cannot set the signal), umh also listens
+//   for uncaught errors and SIGINT, SIGTERM and SIGHUP to do the same.
+// With only covered helpers alive umh listens for no signal and no error
+// event, so the program's own listeners (a graceful shutdown, a
+// preventDefault()) work exactly as they would without umh.
+//
+// The listeners exist only while helpers are alive.
 
 import { SIGNALS } from "../ffi/constants.ts";
 import { dieOfSignal, signalIgnored } from "../ffi/libc.ts";
@@ -23,7 +33,10 @@ const EXIT_GRACE_MS = 100;
 const EXIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 const live = new Set<LiveHelper>();
+/** The live helpers without a parent-death signal: only they need the error and signal listeners. */
+const uncovered = new Set<LiveHelper>();
 let installed = false;
+let guarded = false;
 /**
  * The listeners stay this long after the last helper exits: binding and
  * unbinding three signals costs about 90 µs, which back-to-back spawns would
@@ -35,10 +48,13 @@ let handleSignals = true;
 
 /**
  * Chooses whether umh listens for SIGINT, SIGTERM and SIGHUP while helpers
- * live (the default), killing them and then dying of that signal (its
- * default action, as the program would without a listener).
- * A program with its own handlers for those signals (a graceful shutdown)
- * should turn this off and call {@linkcode killAllHelpersSync} itself.
+ * without a parent-death signal live (started from a Worker, through
+ * posix_spawn, or with `parentDeathSignal: null`; the default), killing them
+ * and then dying of that signal (its default action, as the program would
+ * without a listener). Helpers started from the main thread need no
+ * listener: the kernel kills them as the owner goes. A program with its own
+ * handlers for those signals and such helpers should turn this off and call
+ * {@linkcode killAllHelpersSync} itself.
  *
  * @param enabled `false` to leave those signals to the program.
  *
@@ -56,29 +72,40 @@ let handleSignals = true;
  */
 export function handleOwnerSignals(enabled: boolean): void {
   if (enabled === handleSignals) return;
-  if (installed) uninstall();
+  if (guarded) unguard();
   handleSignals = enabled;
-  if (live.size > 0) install();
+  if (uncovered.size > 0) guard();
 }
 
-/** Adds a helper to those killed at owner exit. */
-export function registerLive(helper: LiveHelper): void {
+/**
+ * Adds a helper to those killed at owner exit. `covered`: the kernel kills
+ * it when the owner's process goes (it has a parent-death signal).
+ */
+export function registerLive(helper: LiveHelper, covered: boolean): void {
   live.add(helper);
+  if (!covered) uncovered.add(helper);
   if (!installed) install();
+  if (!covered && !guarded) guard();
 }
 
 /** Removes a helper (it exited, or was reaped). */
 export function forgetLive(helper: LiveHelper): void {
   live.delete(helper);
-  if (live.size === 0 && installed && uninstallTimer === undefined) {
+  uncovered.delete(helper);
+  const idle = (): boolean => (installed && live.size === 0) || (guarded && uncovered.size === 0);
+  if (idle() && uninstallTimer === undefined) {
     const timer = setTimeout(() => {
       uninstallTimer = undefined;
-      if (live.size === 0 && installed) uninstall();
+      if (guarded && uncovered.size === 0) unguard();
+      if (installed && live.size === 0) uninstall();
     }, UNINSTALL_DELAY_MS);
     Deno.unrefTimer(timer);
     uninstallTimer = timer;
   }
 }
+
+/** True in the main isolate, whose thread lives as long as the process; false in a Worker. */
+export const IN_MAIN_THREAD = !("WorkerGlobalScope" in globalThis);
 
 /** Number of live, non-detached helpers. */
 export function liveHelperCount(): number {
@@ -112,7 +139,10 @@ export function killAllHelpersSync(graceMs: number = EXIT_GRACE_MS): void {
     sleepSync(1);
     running = running.filter((helper) => !helper.reapNow());
   }
-  for (const helper of helpers) live.delete(helper);
+  for (const helper of helpers) {
+    live.delete(helper);
+    uncovered.delete(helper);
+  }
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -143,9 +173,6 @@ const signalHandlers = new Map<typeof EXIT_SIGNALS[number], () => void>(
   }]),
 );
 
-/** True in the main isolate, false in a Worker. */
-const IN_MAIN_THREAD = !("WorkerGlobalScope" in globalThis);
-
 /**
  * The exit signals this program ignored before anything bound a listener
  * (SIGHUP under `nohup`, SIGINT for a `&` job of a script), read once:
@@ -157,6 +184,16 @@ const stayIgnored = (): void => {};
 function install(): void {
   installed = true;
   globalThis.addEventListener("unload", onUnload);
+}
+
+function uninstall(): void {
+  installed = false;
+  globalThis.removeEventListener("unload", onUnload);
+}
+
+/** The error and signal listeners, for helpers the kernel would not kill. */
+function guard(): void {
+  guarded = true;
   globalThis.addEventListener("error", onError);
   globalThis.addEventListener("unhandledrejection", onError);
   if (!handleSignals) return;
@@ -174,9 +211,8 @@ function install(): void {
   }
 }
 
-function uninstall(): void {
-  installed = false;
-  globalThis.removeEventListener("unload", onUnload);
+function unguard(): void {
+  guarded = false;
   globalThis.removeEventListener("error", onError);
   globalThis.removeEventListener("unhandledrejection", onError);
   if (!handleSignals) return;

@@ -21,6 +21,7 @@ import { DEFAULT_BLOB_NAME, elfMachine, UsermodeBlob } from "./blob.ts";
 import { type BlobSource, resolveBlob } from "./blob_cache.ts";
 import { describeValue } from "./errors.ts";
 import { newHelper, type UsermodeHelper } from "./helper.ts";
+import { IN_MAIN_THREAD } from "./owner_exit.ts";
 import { collectSync, type StartedProcess } from "./output_sync.ts";
 import type { HelperOutput } from "./status.ts";
 
@@ -55,8 +56,13 @@ export interface HelperOptions {
    * when the owner exits.
    */
   detached?: boolean;
-  /** Signal the helper gets when the owner dies (prctl PR_SET_PDEATHSIG), e.g. `"SIGKILL"`. */
-  parentDeathSignal?: Deno.Signal;
+  /**
+   * Signal the helper gets when the owner dies (prctl PR_SET_PDEATHSIG), e.g.
+   * `"SIGTERM"`. A helper started from the main thread that is not `detached`
+   * gets `"SIGKILL"` unless told otherwise, so that the kernel kills it
+   * however the owner ends, SIGKILL included; `null`: none.
+   */
+  parentDeathSignal?: Deno.Signal | null;
   /** Run as this uid (supplementary groups are cleared unless `groups` is given). */
   uid?: number;
   /** Run as this gid. */
@@ -76,11 +82,11 @@ export interface HelperOptions {
 /** The trampoline's extra fields, or `null` when posix_spawn can do everything asked. */
 function setupOf(o: HelperOptions): Omit<TrampolineRequest, keyof PosixSpawnRequest> | null {
   if (
-    o.parentDeathSignal === undefined && o.uid === undefined && o.gid === undefined && o.groups === undefined &&
+    o.parentDeathSignal == null && o.uid === undefined && o.gid === undefined && o.groups === undefined &&
     !o.noNewPrivileges && o.limits === undefined && !o.setsid && o.processGroup === undefined
   ) return null;
   return {
-    parentDeathSignal: o.parentDeathSignal === undefined ? undefined : signalNumber(o.parentDeathSignal),
+    parentDeathSignal: o.parentDeathSignal == null ? undefined : signalNumber(o.parentDeathSignal),
     uid: o.uid,
     gid: o.gid,
     groups: o.groups,
@@ -187,6 +193,7 @@ function startBlob(
   // cannot load (no executable mapping allowed), or with UMH_SPAWN=posix_spawn.
   const path = spawnPath();
   let child: TrampolineChild;
+  let parentDeathSignal: number | undefined;
   try {
     if (setup === null && path === "posix_spawn") {
       child = posixSpawnWithPipes(request, stdio, action);
@@ -194,7 +201,11 @@ function startBlob(
       // The trampoline makes the pipes, closes the child's ends and sets
       // O_NONBLOCK on ours, all in the one call.
       const fds = stdio.map((kind) => kind === "piped" ? "pipe" : kind) as [TrampolineFd, TrampolineFd, TrampolineFd];
-      child = trampolineSpawn({ ...request, ...setup, stdio: fds, legacyClone: path === "clone" }, action);
+      parentDeathSignal = setup?.parentDeathSignal ?? defaultDeathSignal(options);
+      child = trampolineSpawn(
+        { ...request, ...setup, parentDeathSignal, stdio: fds, legacyClone: path === "clone" },
+        action,
+      );
     }
   } catch (error) {
     const detail = execFailureDetail(error, blob, request.blobFd, hasCwd(options));
@@ -211,7 +222,19 @@ function startBlob(
     stdin: child.fds[0],
     stdout: child.fds[1],
     stderr: child.fds[2],
+    covered: parentDeathSignal !== undefined,
   };
+}
+
+/**
+ * The kernel's guarantee, by default: SIGKILL when the owner dies, for a
+ * helper that is not detached and is started from the main thread (the
+ * signal comes when the *thread* that started it ends, and a Worker's may
+ * end long before the program). Not for `parentDeathSignal: null`.
+ */
+function defaultDeathSignal(options: HelperOptions): number | undefined {
+  if (options.parentDeathSignal === null || options.detached === true || !IN_MAIN_THREAD) return undefined;
+  return SIGNALS.SIGKILL;
 }
 
 /** glibc's posix_spawn, with the pipes made, closed and made non-blocking here. */

@@ -119,11 +119,12 @@ if (how === "graceful") {
 async function owner(
   how: string,
   signal?: Deno.Signal,
+  source = OWNER,
 ): Promise<{ pids: number[]; status: Deno.CommandStatus; rest: string }> {
   const dir = await Deno.makeTempDir();
   try {
     const script = `${dir}/owner.ts`;
-    await Deno.writeTextFile(script, OWNER);
+    await Deno.writeTextFile(script, source);
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--unstable-raw-imports", script, how],
       stdout: "piped",
@@ -176,10 +177,47 @@ Deno.test("handleOwnerSignals(false) leaves SIGTERM to the program's own handler
   assert.deepEqual(pids.filter(running), [], "Deno.exit() afterwards still reaps them");
 });
 
-Deno.test("owner killed with SIGKILL: the helpers see EOF on stdin and exit by themselves", async () => {
+Deno.test("owner killed with SIGKILL: the kernel kills its helpers, even ones that never read stdin", async () => {
   const { pids, status } = await owner("wait", "SIGKILL");
   assert.equal(status.signal, "SIGKILL");
   assert.deepEqual(await waitGone(pids, 5000), []);
+  // Helpers that would outlive an EOF on stdin: only the parent-death signal stops them.
+  const sleeper = "new TextEncoder().encode('#!/bin/sh\\nexec sleep 1000\\n')";
+  const script = OWNER.replace(
+    'blobFor("reqrep"), { stderr: "null" }',
+    `${sleeper}, { stdin: "null", stdout: "null" }`,
+  );
+  const sleepers = await owner("wait", "SIGKILL", script);
+  assert.equal(sleepers.status.signal, "SIGKILL");
+  const left = await waitGone(sleepers.pids, 5000);
+  for (const pid of left) Deno.kill(pid, "SIGKILL"); // no orphan left behind by a failing run
+  assert.deepEqual(left, []);
+});
+
+Deno.test("the program's own SIGINT listener and preventDefault() keep it and its helpers running, as without umh", async () => {
+  const program = `import { BlobCommand } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+    const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    const helper = new BlobCommand(new TextEncoder().encode("#!/bin/sh\\nexec sleep 0.6\\n")).spawn();
+    // Both listeners come after the spawn, so after anything umh might bind.
+    let heard = 0;
+    Deno.addSignalListener("SIGINT", () => heard++);
+    addEventListener("unhandledrejection", (event) => event.preventDefault());
+    addEventListener("error", (event) => event.preventDefault());
+    Deno.kill(Deno.pid, "SIGINT");
+    Promise.reject(new Error("handled"));
+    setTimeout(() => { throw new Error("also handled"); }, 0);
+    await sleep(200);
+    console.log(JSON.stringify({ heard, status: { ...await helper.status } }));
+    Deno.exit(0);`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-raw-imports", program],
+    stderr: "inherit",
+  }).output();
+  assert.deepEqual([out.code, out.signal], [0, null]);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
+    heard: 1,
+    status: { success: true, code: 0, signal: null }, // it ran to its own end, never signalled
+  });
 });
 
 Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in a session of its own as Deno.Command detaches", async () => {

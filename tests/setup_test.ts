@@ -300,29 +300,36 @@ wiredTest("BlobCommand setup failure names the failed call and leaves no zombie"
   assert.deepEqual(zombieChildren(), before);
 });
 
-wiredTest("BlobCommand parentDeathSignal kills the helper when the owner is SIGKILLed", async () => {
-  for (const parentDeathSignal of ["SIGKILL", undefined]) {
-    const child = owner("hang", { parentDeathSignal });
-    const output = lines(child);
-    const pid = Number((await output.next()).value);
-    assert.ok(pid > 0);
-    child.kill("SIGKILL");
-    await child.status;
-    await output.return(undefined);
-    const gone = (): boolean => ["Z", null].includes(processState(pid));
-    if (parentDeathSignal) {
-      await eventually(gone, 1000, `helper ${pid} to die with its owner`);
-      // Where nobody reaps orphans (a minimal init), the zombie shows what killed it: SIGKILL.
-      if (processState(pid) === "Z") {
-        assert.equal(Deno.readTextFileSync(`/proc/${pid}/stat`).trim().split(" ").at(-1), "9");
+wiredTest(
+  "a helper dies with its SIGKILLed owner (SIGKILL by default, or its parentDeathSignal), unless null",
+  async () => {
+    const cases: [Deno.Signal | null | undefined, number | null][] = [[undefined, 9], ["SIGKILL", 9], ["SIGTERM", 15], [
+      null,
+      null,
+    ]];
+    for (const [parentDeathSignal, signo] of cases) {
+      const child = owner("hang", { parentDeathSignal });
+      const output = lines(child);
+      const pid = Number((await output.next()).value);
+      assert.ok(pid > 0);
+      child.kill("SIGKILL");
+      await child.status;
+      await output.return(undefined);
+      const gone = (): boolean => ["Z", null].includes(processState(pid));
+      if (signo !== null) {
+        await eventually(gone, 1000, `helper ${pid} (parentDeathSignal ${parentDeathSignal}) to die with its owner`);
+        // Where nobody reaps orphans (a minimal init), the zombie shows what killed it.
+        if (processState(pid) === "Z") {
+          assert.equal(Deno.readTextFileSync(`/proc/${pid}/stat`).trim().split(" ").at(-1), String(signo));
+        }
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(gone(), false, "with parentDeathSignal: null the helper outlives its owner");
+        Deno.kill(pid, "SIGKILL");
       }
-    } else {
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(gone(), false, "without parentDeathSignal the helper outlives its owner");
-      Deno.kill(pid, "SIGKILL");
     }
-  }
-});
+  },
+);
 
 wiredTest("BlobCommand uid drop that is not permitted throws SpawnError and leaves no process", async () => {
   // A root owner without CAP_SETGID (fails at once) or without CAP_SETUID (fails after groups and gid).
