@@ -367,7 +367,10 @@ function hasCwd(options: HelperOptions): boolean {
 }
 
 function cwdPath(cwd: string | URL): string {
-  if (cwd instanceof URL) return decodeURIComponent(cwd.pathname);
+  if (cwd instanceof URL) {
+    if (cwd.protocol !== "file:") throw new TypeError("Must be a file URL"); // Deno.Command's words
+    return decodeURIComponent(cwd.pathname);
+  }
   if (typeof cwd !== "string") {
     throw new TypeError(`Invalid cwd: expected a string or a URL, got ${describeValue(cwd)}`);
   }
@@ -396,6 +399,9 @@ function checkStdio(stdio: [Stdio, Stdio, Stdio]): void {
 /** envp for the helper: `null` (the owner's own environ, no copy) unless env or clearEnv ask otherwise. */
 function buildEnv(options: HelperOptions): ReturnType<typeof cStringArray> | null {
   if (options.env === undefined && !options.clearEnv) return null;
+  if (options.env !== undefined && (options.env === null || typeof options.env !== "object")) {
+    throw new TypeError(`Invalid env: expected an object of strings, got ${describeValue(options.env)}`);
+  }
   const vars = new Map<string, string>();
   if (!options.clearEnv) {
     for (const entry of environEntries()) {

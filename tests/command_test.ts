@@ -230,7 +230,7 @@ Deno.test("BlobCommand throws TypeError naming the entry for a NUL in args, env,
   assert.equal(fdCount(), before);
 });
 
-Deno.test("BlobCommand refuses a blob that is not bytes, an unknown stdio kind and a cwd of the wrong type with TypeError", async () => {
+Deno.test("BlobCommand refuses a blob that is not bytes, an unknown stdio kind, a cwd or env of the wrong type with TypeError", async () => {
   const script = bytes("#!/bin/sh\necho hi\n");
   await new BlobCommand(script).output(); // loaded once, so the fd count below is steady
   const before = fdCount();
@@ -240,6 +240,8 @@ Deno.test("BlobCommand refuses a blob that is not bytes, an unknown stdio kind a
     ["Invalid stdout", () => new BlobCommand(script, { stdout: "pipe" as "piped" }).spawn()],
     ["Invalid stdin", () => new BlobCommand(script, { stdin: "closed" as "null" }).outputSync()],
     ["Invalid cwd", () => new BlobCommand(script, { cwd: 5 as unknown as string }).spawn()],
+    ["Must be a file URL", () => new BlobCommand(script, { cwd: new URL("http://example.com/tmp") }).spawn()],
+    ["Invalid env", () => new BlobCommand(script, { env: null as unknown as Record<string, string> }).spawn()],
   ];
   for (const [message, run] of refused) {
     assert.throws(run, (error: unknown) => error instanceof TypeError && error.message.startsWith(message), message);
