@@ -203,10 +203,20 @@ export function trampolineAvailable(): boolean {
   try {
     loadTrampoline();
     return true;
-  } catch {
+  } catch (error) {
+    // Out of fds or memory for the moment (EMFILE, ENFILE, ENOMEM, EAGAIN):
+    // this spawn fails and names the call, and the next one tries again,
+    // rather than umh giving up the trampoline for the rest of the process.
+    if (error instanceof SyscallError && TRANSIENT_ERRNOS.has(error.errno)) {
+      throw new SpawnError("Cannot load the spawn trampoline", error.syscall, error.errno, { cause: error });
+    }
+    if (error instanceof Error && /Too many open files|Cannot allocate memory/.test(error.message)) throw error;
     return false; // on purpose: the reason is thrown again by trampolineSpawn() if it is used anyway
   }
 }
+
+/** EAGAIN, ENOMEM, ENFILE, EMFILE: a shortage now, not a trampoline that cannot work here. */
+const TRANSIENT_ERRNOS: ReadonlySet<number> = new Set([11, 12, 23, 24]);
 
 function openTrampoline(): UmhSpawn {
   const action = "Cannot load the spawn trampoline";

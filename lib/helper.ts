@@ -6,7 +6,7 @@ import { close, sendSignal, waitid, yieldCpu } from "../ffi/libc.ts";
 import { lazyWatches as lazyWatchSet } from "./lazy_watch.ts";
 import { forgetLive, registerLive } from "./owner_exit.ts";
 import { PipeEnd } from "./pipe.ts";
-import { thePoller } from "./poller.ts";
+import { existingPoller, thePoller } from "./poller.ts";
 import { type HelperOutput, type HelperStatus, lostStatus, outputOf, signalNumber, statusOf } from "./status.ts";
 import { type HelperReadableStream, readAll } from "./helper_stream.ts";
 
@@ -209,7 +209,7 @@ export class UsermodeHelper implements AsyncDisposable {
     this.#pipes.stdout?.refChanged();
     this.#pipes.stderr?.refChanged();
     lazyWatches.refChanged(this);
-    thePoller().refresh();
+    existingPoller()?.refresh();
   }
 
   /**
@@ -251,8 +251,18 @@ export class UsermodeHelper implements AsyncDisposable {
   /** Waits for the exit through the poller (pidfd) and reaps exactly this child. */
   async #watchExit(): Promise<void> {
     while (this.#exited === null) {
-      if (this.#pidfd >= 0) await thePoller().wait(this.#pidfd, EPOLLIN, this);
-      else {
+      let waited = false;
+      if (this.#pidfd >= 0) {
+        try {
+          await thePoller().wait(this.#pidfd, EPOLLIN, this);
+          waited = true;
+        } catch (error) {
+          // No poller to be had (EMFILE making its epoll fd): the exit is
+          // polled by timer until it can be, rather than lost to nobody.
+          if (!(error instanceof SyscallError)) throw error;
+        }
+      }
+      if (!waited) {
         await new Promise((resolve) => {
           const timer = setTimeout(resolve, NO_PIDFD_POLL_MS);
           if (!this.#refed) Deno.unrefTimer(timer);
@@ -270,7 +280,7 @@ export class UsermodeHelper implements AsyncDisposable {
     this.#finished = true;
     lazyWatches.delete(this);
     if (this.#pidfd >= 0) {
-      thePoller().forget(this.#pidfd, true);
+      existingPoller()?.forget(this.#pidfd, true);
       close(this.#pidfd);
       this.#pidfd = -1;
     }

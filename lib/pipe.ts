@@ -12,7 +12,7 @@ import { EPOLLIN, EPOLLOUT, F_SETPIPE_SZ } from "../ffi/constants.ts";
 import { EPIPE, SyscallError } from "../ffi/errno.ts";
 import { close, fcntl, readSome, writeSome } from "../ffi/libc.ts";
 import { describeValue } from "./errors.ts";
-import { thePoller, type WaitOwner } from "./poller.ts";
+import { existingPoller, thePoller, type WaitOwner } from "./poller.ts";
 import { HelperReadableStream } from "./helper_stream.ts";
 import { ReactorReader } from "./reactor.ts";
 
@@ -76,7 +76,7 @@ export class PipeEnd {
       this.#reactor = null;
       return;
     }
-    thePoller().forget(fd, true);
+    existingPoller()?.forget(fd, true);
     close(fd);
   }
 

@@ -27,6 +27,7 @@ import {
 } from "../ffi/constants.ts";
 import { EEXIST, ENOENT, SyscallError } from "../ffi/errno.ts";
 import {
+  close,
   epollCreate,
   epollCtl,
   epollEventAt,
@@ -67,8 +68,19 @@ class Poller {
 
   constructor() {
     this.#epfd = epollCreate();
-    this.#wakeFd = eventfd(EFD_CLOEXEC | EFD_NONBLOCK);
-    this.#ctl(EPOLL_CTL_ADD, this.#wakeFd, EPOLLIN, WAKE_TOKEN);
+    try {
+      this.#wakeFd = eventfd(EFD_CLOEXEC | EFD_NONBLOCK);
+    } catch (error) {
+      close(this.#epfd); // no half-made poller holding an fd (EMFILE at the eventfd)
+      throw error;
+    }
+    try {
+      this.#ctl(EPOLL_CTL_ADD, this.#wakeFd, EPOLLIN, WAKE_TOKEN);
+    } catch (error) {
+      close(this.#wakeFd);
+      close(this.#epfd);
+      throw error;
+    }
   }
 
   /** Resolves with the ready events once `fd` is ready for `events` (EPOLLIN / EPOLLOUT). */
@@ -194,6 +206,15 @@ let poller: Poller | undefined;
 /** The process-wide poller, created on first use. */
 export function thePoller(): Poller {
   return poller ??= new Poller();
+}
+
+/**
+ * The poller if it exists, for callers that only take an fd out of it or
+ * refresh it: one that was never made has nothing to forget, and making it
+ * then (which can fail with EMFILE) must not stand between them and a close().
+ */
+export function existingPoller(): Poller | undefined {
+  return poller;
 }
 
 export type { Poller };
