@@ -2,20 +2,22 @@
 //
 // Deno does not kill children at exit (denoland/deno#8772). Two mechanisms
 // do it here:
-// - The kernel. A helper started from the main thread gets a parent-death
-//   signal (PR_SET_PDEATHSIG, SIGKILL unless the program chose another), so
-//   however the owner ends (an uncaught error, a signal's default action, a
-//   SIGKILL nobody can catch) the kernel kills the helper as the process
-//   goes, as it kills a module's helper. Such a helper is "covered".
+// - The kernel. A helper gets a parent-death signal (PR_SET_PDEATHSIG,
+//   SIGKILL unless the program chose another), so however the owner ends
+//   (an uncaught error, a signal's default action, a SIGKILL nobody can
+//   catch) the kernel kills the helper as the process goes, as it kills a
+//   module's helper. The signal follows the thread that spawned: a Worker's
+//   helpers go when the Worker ends. Such a helper is "covered".
 // - JavaScript. At a normal end or Deno.exit() ("unload"), every live,
 //   non-detached helper gets SIGTERM, a short grace and SIGKILL, and is
 //   reaped, synchronously, before the process goes. While a helper that is
-//   not covered lives (started from a Worker, whose thread may end first,
-//   or through posix_spawn, which cannot set the signal), umh also listens
-//   for uncaught errors and SIGINT, SIGTERM and SIGHUP to do the same.
+//   not covered lives (started through posix_spawn, which cannot set the
+//   signal, or with `parentDeathSignal: null`), umh also listens for
+//   uncaught errors and, in the main thread, SIGINT, SIGTERM and SIGHUP.
 // With only covered helpers alive umh listens for no signal and no error
 // event, so the program's own listeners (a graceful shutdown, a
-// preventDefault()) work exactly as they would without umh.
+// preventDefault()) work exactly as they would without umh. A Worker never
+// listens for signals: they belong to the process, whose main thread decides.
 //
 // The listeners exist only while helpers are alive.
 
@@ -48,13 +50,13 @@ let handleSignals = true;
 
 /**
  * Chooses whether umh listens for SIGINT, SIGTERM and SIGHUP while helpers
- * without a parent-death signal live (started from a Worker, through
- * posix_spawn, or with `parentDeathSignal: null`; the default), killing them
- * and then dying of that signal (its default action, as the program would
- * without a listener). Helpers started from the main thread need no
- * listener: the kernel kills them as the owner goes. A program with its own
- * handlers for those signals and such helpers should turn this off and call
- * {@linkcode killAllHelpersSync} itself.
+ * without a parent-death signal live (started through posix_spawn, or with
+ * `parentDeathSignal: null`; the default), killing them and then dying of
+ * that signal (its default action, as the program would without a
+ * listener). Other helpers need no listener: the kernel kills them as the
+ * owner goes. A program with its own handlers for those signals and such
+ * helpers should turn this off and call {@linkcode killAllHelpersSync}
+ * itself. Only the main thread ever listens.
  *
  * @param enabled `false` to leave those signals to the program.
  *
@@ -165,10 +167,9 @@ const signalHandlers = new Map<typeof EXIT_SIGNALS[number], () => void>(
     killAllHelpersSync();
     // Deno replaced the default action when a listener was added: put it
     // back and die of the signal, so that whoever waits for this program sees
-    // the signal, as without umh. Not from a Worker: that would end the whole
-    // process under the main thread; Deno.exit() there ends the Worker. Should
-    // the signal not end it, exit with 128 + n.
-    if (IN_MAIN_THREAD) dieOfSignal(SIGNALS[signal]);
+    // the signal, as without umh (main thread only: guard() binds nothing in
+    // a Worker). Should the signal not end it, exit with 128 + n.
+    dieOfSignal(SIGNALS[signal]);
     Deno.exit(128 + SIGNALS[signal]);
   }]),
 );
@@ -196,7 +197,7 @@ function guard(): void {
   guarded = true;
   globalThis.addEventListener("error", onError);
   globalThis.addEventListener("unhandledrejection", onError);
-  if (!handleSignals) return;
+  if (!handleSignals || !IN_MAIN_THREAD) return;
   if (ignoredAtStart === undefined) {
     ignoredAtStart = new Set(EXIT_SIGNALS.filter((signal) => signalIgnored(SIGNALS[signal])));
     // Binding any listener makes Deno take over all three, and one with no
@@ -215,7 +216,7 @@ function unguard(): void {
   guarded = false;
   globalThis.removeEventListener("error", onError);
   globalThis.removeEventListener("unhandledrejection", onError);
-  if (!handleSignals) return;
+  if (!handleSignals || !IN_MAIN_THREAD) return;
   for (const [signal, handler] of signalHandlers) {
     if (!ignoredAtStart?.has(signal)) Deno.removeSignalListener(signal, handler);
   }

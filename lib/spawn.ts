@@ -21,7 +21,6 @@ import { DEFAULT_BLOB_NAME, elfMachine, UsermodeBlob } from "./blob.ts";
 import { type BlobSource, resolveBlob } from "./blob_cache.ts";
 import { describeValue } from "./errors.ts";
 import { newHelper, type UsermodeHelper } from "./helper.ts";
-import { IN_MAIN_THREAD } from "./owner_exit.ts";
 import { collectSync, type StartedProcess } from "./output_sync.ts";
 import type { HelperOutput } from "./status.ts";
 
@@ -58,9 +57,9 @@ export interface HelperOptions {
   detached?: boolean;
   /**
    * Signal the helper gets when the owner dies (prctl PR_SET_PDEATHSIG), e.g.
-   * `"SIGTERM"`. A helper started from the main thread that is not `detached`
-   * gets `"SIGKILL"` unless told otherwise, so that the kernel kills it
-   * however the owner ends, SIGKILL included; `null`: none.
+   * `"SIGTERM"`. A helper that is not `detached` gets `"SIGKILL"` unless told
+   * otherwise, so that the kernel kills it however the owner ends, SIGKILL
+   * included (a Worker's helper: when the Worker ends); `null`: none.
    */
   parentDeathSignal?: Deno.Signal | null;
   /** Run as this uid (supplementary groups are cleared unless `groups` is given). */
@@ -228,12 +227,13 @@ function startBlob(
 
 /**
  * The kernel's guarantee, by default: SIGKILL when the owner dies, for a
- * helper that is not detached and is started from the main thread (the
- * signal comes when the *thread* that started it ends, and a Worker's may
- * end long before the program). Not for `parentDeathSignal: null`.
+ * helper that is not detached. The signal comes when the *thread* that
+ * started it ends: the process for the main thread, the Worker for a
+ * Worker's helper (which so goes with the Worker, at the latest with the
+ * process). Not for `parentDeathSignal: null`.
  */
 function defaultDeathSignal(options: HelperOptions): number | undefined {
-  if (options.parentDeathSignal === null || options.detached === true || !IN_MAIN_THREAD) return undefined;
+  if (options.parentDeathSignal === null || options.detached === true) return undefined;
   return SIGNALS.SIGKILL;
 }
 

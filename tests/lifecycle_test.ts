@@ -284,7 +284,7 @@ for (const signal of ["SIGHUP", "SIGINT"] as const) {
   });
 }
 
-Deno.test("SIGTERM with helpers in a Worker ends the Worker, not the program's own graceful shutdown", async () => {
+Deno.test("SIGTERM with helpers in a Worker leaves the program's own graceful shutdown alone; the helper goes with it", async () => {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(
@@ -323,6 +323,49 @@ Deno.test("SIGTERM with helpers in a Worker ends the Worker, not the program's o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const how of ["exit", "throw", "terminate"] as const) {
+  Deno.test(`a Worker's helper goes with its Worker or the program (${how})`, async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(
+        `${dir}/worker.ts`,
+        `import { BlobCommand } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+         const sleeper = new TextEncoder().encode("#!/bin/sh\\nexec sleep 1000\\n");
+         const helper = new BlobCommand(sleeper, { stdin: "null" }).spawn();
+         postMessage(helper.pid);`,
+      );
+      await Deno.writeTextFile(
+        `${dir}/main.ts`,
+        `const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+         worker.onmessage = (event) => {
+           console.log(event.data);
+           if (Deno.args[0] === "exit") Deno.exit(0);
+           if (Deno.args[0] === "throw") throw new Error("the program failed");
+           worker.terminate(); // and the program goes on a while
+           setTimeout(() => {}, 1500);
+         };`,
+      );
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--unstable-raw-imports", `${dir}/main.ts`, how],
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let out = "";
+      while (!out.includes("\n")) out += (await reader.read()).value ?? "";
+      const pid = Number(out.trim());
+      assert.ok(pid > 0);
+      const left = await waitGone([pid], 1000); // for "terminate", while the program still runs
+      for (const survivor of left) Deno.kill(survivor, "SIGKILL");
+      assert.deepEqual(left, [], `the Worker's helper outlived ${how}`);
+      await reader.cancel();
+      await child.status;
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
 
 Deno.test("detached with processGroup joins that group and stays in the owner's session", async () => {
   const { BlobCommand } = await import("../lib/mod.ts");
