@@ -73,7 +73,7 @@ export class UsermodeBlob implements Disposable {
     this.#size = bytes.length;
     this.#isScript = bytes[0] === 0x23 && bytes[1] === 0x21; // "#!"
     this.#elfMachine = elfMachine(bytes);
-    this.#interpreter = this.#isScript ? scriptInterpreter(bytes) : null;
+    this.#interpreter = this.#isScript ? scriptInterpreter(bytes) : elfInterpreter(bytes);
   }
 
   /** The name given at load (the memfd's name). */
@@ -96,7 +96,11 @@ export class UsermodeBlob implements Disposable {
     return this.#elfMachine;
   }
 
-  /** The interpreter a `#!` script names (`"/bin/sh"`), or `null`. */
+  /**
+   * The interpreter the kernel runs it with: the one a `#!` script names
+   * (`"/bin/sh"`), or a dynamically linked ELF's loader (its PT_INTERP,
+   * `"/lib64/ld-linux-x86-64.so.2"`); `null` for a static ELF.
+   */
   get interpreter(): string | null {
     return this.#interpreter;
   }
@@ -144,6 +148,25 @@ export function elfMachine(bytes: Uint8Array): string | null {
   }
   const machine = bytes[18]! | (bytes[19]! << 8); // e_machine, little-endian on both targets
   return ELF_MACHINES[machine] ?? `ELF machine ${machine}`;
+}
+
+/** A 64-bit little-endian ELF's PT_INTERP path (its dynamic loader), or null: static, or not such an ELF. */
+export function elfInterpreter(bytes: Uint8Array): string | null {
+  if (elfMachine(bytes) === null || bytes[4] !== 2 || bytes[5] !== 1 || bytes.length < 64) return null; // ELFCLASS64, LSB
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const phoff = Number(view.getBigUint64(0x20, true));
+  const phentsize = view.getUint16(0x36, true);
+  const phnum = view.getUint16(0x38, true);
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * phentsize;
+    if (phentsize < 56 || at + 56 > bytes.length) return null;
+    if (view.getUint32(at, true) !== 3) continue; // PT_INTERP
+    const offset = Number(view.getBigUint64(at + 8, true));
+    const size = Number(view.getBigUint64(at + 32, true));
+    if (size < 2 || offset + size > bytes.length) return null;
+    return new TextDecoder().decode(bytes.subarray(offset, offset + size - 1)); // without its NUL
+  }
+  return null;
 }
 
 /**

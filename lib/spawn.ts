@@ -207,7 +207,7 @@ function startBlob(
       );
     }
   } catch (error) {
-    const detail = execFailureDetail(error, blob, request.blobFd, hasCwd(options));
+    const detail = execFailureDetail(error, blob, request.blobFd, hasCwd(options) ? cwdPath(options.cwd!) : null);
     if (detail !== null) {
       const { syscall, errno } = error as SpawnError;
       throw new SpawnError(action, syscall, errno, { detail, cause: error });
@@ -295,34 +295,54 @@ function abandon(pid: number, pidfd: number, ends: readonly number[]): void {
 }
 
 /** What an exec failure means where its errno alone would mislead, or null. */
-function execFailureDetail(error: unknown, blob: UsermodeBlob, blobFd: number, hasCwd: boolean): string | null {
+function execFailureDetail(error: unknown, blob: UsermodeBlob, blobFd: number, cwd: string | null): string | null {
   if (!(error instanceof SpawnError)) return null;
   const { syscall, code } = error;
+  const failed = `${syscall}() failed with ${code}`;
+  const where = (path: string): string => path.startsWith("/") || cwd === null ? path : `${cwd}/${path}`;
   if (code === "ENOENT" && syscall !== "chdir") {
-    // A script's exec: the "#!" interpreter is missing.
-    if (blob.interpreter !== null && !hasCwd) {
-      const crlf = blob.interpreter.endsWith("\r")
-        ? ' (the script has CRLF line endings, and the "\\r" is part of the name)'
-        : "";
-      return `${syscall}() failed with ENOENT: its "#!" interpreter ${
-        JSON.stringify(blob.interpreter)
-      } does not exist${crlf}`;
+    const interpreter = blob.interpreter;
+    if (interpreter !== null && exists(where(interpreter)) === false) {
+      if (blob.isScript) {
+        const crlf = interpreter.endsWith("\r")
+          ? ' (the script has CRLF line endings, and the "\\r" is part of the name)'
+          : "";
+        return `${failed}: its "#!" interpreter ${JSON.stringify(interpreter)} does not exist${crlf}`;
+      }
+      return `${failed}: it is linked dynamically, and its loader ${JSON.stringify(interpreter)} does not exist here ` +
+        `(link the helper statically to carry everything it needs)`;
+    }
+    // posix_spawn changes directory in the child and reports it as its own failure.
+    if (syscall === "posix_spawn" && cwd !== null && exists(cwd) === false) {
+      return `${failed}: its cwd ${JSON.stringify(cwd)} does not exist`;
     }
     // posix_spawn execs the memfd by its /proc/self/fd path (the trampoline
     // needs no path, but is itself dlopen()ed through one).
-    if (syscall === "posix_spawn" && blob.interpreter === null) {
-      return `${syscall}() failed with ENOENT: /proc/self/fd/${blobFd} does not resolve; ` +
-        `umh needs /proc mounted to run a blob`;
+    if (syscall === "posix_spawn" && exists(`/proc/self/fd/${blobFd}`) === false) {
+      return `${failed}: /proc/self/fd/${blobFd} does not resolve; umh needs /proc mounted to run a blob`;
     }
+  }
+  if (code === "ENOTDIR" && syscall === "posix_spawn" && cwd !== null) {
+    return `${failed}: its cwd ${JSON.stringify(cwd)} is not a directory`;
   }
   // The kernel refuses to exec a file someone has open for writing. A sealed
   // memfd can still be opened for writing (by path, in /proc), just not written.
   if (code === "ETXTBSY") {
-    return `${syscall}() failed with ETXTBSY: the blob's memfd is open for writing somewhere ` +
+    return `${failed}: the blob's memfd is open for writing somewhere ` +
       `(an open of /proc/${Deno.pid}/fd/${blobFd} for writing, by this or another process); ` +
       `it starts again once that is closed`;
   }
   return null;
+}
+
+/** Whether `path` exists: null where that cannot be told (no read permission). */
+function exists(path: string): boolean | null {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory ? false : null;
+  }
 }
 
 // argv without extra args is the same for every start of a blob: built once

@@ -111,7 +111,32 @@ Deno.test(`BlobCommand.spawn() of an ELF for ${OTHER_ARCH} throws SpawnError ENO
 Deno.test("BlobCommand.spawn() of a #! script whose interpreter is missing throws SpawnError ENOENT and leaves nothing", async () => {
   await leavesNothing(() => {
     const script = new TextEncoder().encode("#!/nonexistent/umh-interpreter\necho never\n");
-    assertSpawnError(spawnError(script, "orphan-script"), "ENOENT");
+    const error = assertSpawnError(spawnError(script, "orphan-script"), "ENOENT");
+    assert.ok(
+      error.message.includes('its "#!" interpreter "/nonexistent/umh-interpreter" does not exist'),
+      error.message,
+    );
+  });
+});
+
+Deno.test("a dynamically linked blob whose loader is missing throws SpawnError ENOENT naming the loader, and leaves nothing", async () => {
+  const bytes = Deno.readFileSync("/bin/true"); // dynamically linked, as Debian builds it
+  using real = loadBlob(bytes, { name: "true" });
+  assert.equal(real.interpreter?.startsWith("/lib"), true, `PT_INTERP ${real.interpreter}`);
+  {
+    using cat = loadBlob(blobFor("cat"));
+    assert.equal(cat.interpreter, null, "a static blob has no loader");
+  }
+  // The same ELF with its PT_INTERP pointed at a loader this machine lacks (same length, so nothing moves).
+  const loader = real.interpreter!;
+  const missing = loader.slice(0, -3) + "zzz";
+  const at = new TextDecoder("latin1").decode(bytes).indexOf(loader + "\0");
+  assert.ok(at > 0);
+  const patched = bytes.slice();
+  patched.set(new TextEncoder().encode(missing), at);
+  await leavesNothing(() => {
+    const error = assertSpawnError(spawnError(patched, "no-loader"), "ENOENT");
+    assert.ok(error.message.includes(`its loader "${missing}" does not exist`), error.message);
   });
 });
 

@@ -72,7 +72,7 @@ Deno.test("BlobCommand cwd accepts a string and a file URL", async () => {
   }
 });
 
-Deno.test("BlobCommand.spawn() throws SpawnError ENOENT, a Deno.errors.NotFound, for a missing cwd and leaves no fd", async () => {
+Deno.test("BlobCommand.spawn() throws SpawnError ENOENT (a Deno.errors.NotFound) or ENOTDIR naming a bad cwd, and leaves no fd", async () => {
   // Warm up: a reused array stays loaded from its second spawn on.
   for (let i = 0; i < 2; i++) await new BlobCommand(blobFor("cat"), { stdout: "null" }).output();
   const before = fdCount();
@@ -82,8 +82,20 @@ Deno.test("BlobCommand.spawn() throws SpawnError ENOENT, a Deno.errors.NotFound,
     assert.equal(error.code, "ENOENT");
     // What Deno.Command throws for a missing cwd, so the same catch works for both.
     assert.ok(error instanceof Deno.errors.NotFound, "not a Deno.errors.NotFound");
+    assert.ok(error.message.includes('"/nonexistent/umh"'), `the message names the cwd: ${error.message}`);
     return true;
   });
+  const notADirectory = Deno.makeTempFileSync({ prefix: "umh_cwd_file_" });
+  try {
+    const file = new BlobCommand(blobFor("cat"), { cwd: notADirectory, stdout: "piped", stdin: "piped" });
+    assert.throws(() => file.spawn(), (error: unknown) => {
+      assert.ok(error instanceof SpawnError && error.code === "ENOTDIR", `expected SpawnError ENOTDIR, got ${error}`);
+      assert.ok(error.message.includes(JSON.stringify(notADirectory)), `the message names the cwd: ${error.message}`);
+      return true;
+    });
+  } finally {
+    Deno.removeSync(notADirectory);
+  }
   assert.equal(fdCount(), before);
 });
 
