@@ -58,6 +58,7 @@ export const LIBC_SYMBOLS = {
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" }, // idtype_t, id_t, siginfo_t *, int options
   kill: { parameters: ["i32", "i32"], result: "i32" }, // pid_t pid, int sig
   getpid: { parameters: [], result: "i32" }, // void
+  geteuid: { parameters: [], result: "u32" }, // void
   pidfd_open: { parameters: ["i32", "u32"], result: "i32", optional: true }, // pid_t pid, unsigned flags (glibc 2.36+)
   pidfd_send_signal: {
     parameters: ["i32", "i32", "pointer", "u32"], // int pidfd, int sig, siginfo_t *info, unsigned flags (glibc 2.36+)

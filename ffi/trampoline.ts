@@ -345,7 +345,10 @@ function setupFlags(req: TrampolineRequest, action: string): { flags: number; pg
   let flags = req.isScript ? UMH_SCRIPT : 0;
   if (setsid) flags |= UMH_SETSID;
   if (pgid !== undefined) flags |= UMH_SETPGID;
-  if (req.uid !== undefined) flags |= UMH_SETUID | UMH_SETGROUPS; // supplementary groups go with the uid
+  // Supplementary groups go with the uid, where there is privilege to drop:
+  // an owner that is not root keeps its own (setgroups would fail with EPERM,
+  // and Deno.Command leaves them too); a root one must drop them or fail.
+  if (req.uid !== undefined) flags |= UMH_SETUID | (libc().geteuid() === 0 ? UMH_SETGROUPS : 0);
   if (req.groups !== undefined) flags |= UMH_SETGROUPS;
   if (req.gid !== undefined) flags |= UMH_SETGID;
   if (req.noNewPrivileges === true) flags |= UMH_NO_NEW_PRIVS;

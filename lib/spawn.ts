@@ -62,7 +62,7 @@ export interface HelperOptions {
    * included (a Worker's helper: when the Worker ends); `null`: none.
    */
   parentDeathSignal?: Deno.Signal | null;
-  /** Run as this uid (supplementary groups are cleared unless `groups` is given). */
+  /** Run as this uid (a root owner's supplementary groups are cleared unless `groups` is given). */
   uid?: number;
   /** Run as this gid. */
   gid?: number;

@@ -331,6 +331,51 @@ wiredTest(
   },
 );
 
+wiredTest(
+  "a non-root owner may start a helper as its own uid and gid, keeping its groups, as Deno.Command does",
+  async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "umh_nonroot_" });
+    try {
+      Deno.chmodSync(dir, 0o777);
+      const script = `${dir}/owner.ts`;
+      Deno.writeTextFileSync(
+        script,
+        `import { BlobCommand } from ${JSON.stringify(new URL("lib/mod.ts", `file://${ROOT}/`).href)};
+       const options = { uid: 65534, gid: 65534, stdout: "piped" };
+       const ours = await new BlobCommand(Deno.readFileSync("/usr/bin/id"), options).output();
+       const theirs = await new Deno.Command("/usr/bin/id", options).output();
+       console.log(JSON.stringify([ours, theirs].map((o) => [o.code, new TextDecoder().decode(o.stdout).trim()])));`,
+      );
+      Deno.chmodSync(script, 0o644);
+      const out = await new Deno.Command("setpriv", {
+        args: [
+          "--reuid",
+          "65534",
+          "--regid",
+          "65534",
+          "--groups",
+          "65533",
+          "--",
+          Deno.execPath(),
+          "run",
+          "-A",
+          "--no-config",
+          script,
+        ],
+        env: { DENO_DIR: dir, HOME: dir },
+        stderr: "inherit",
+      }).output();
+      assert.equal(out.code, 0);
+      const [ours, theirs] = JSON.parse(text(out.stdout));
+      assert.deepEqual(ours, theirs);
+      assert.match(ours[1], /^uid=65534\b.*groups=.*65533/);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+  IS_ROOT && HAS_SETPRIV && hasCommand("id"),
+);
+
 wiredTest("BlobCommand uid drop that is not permitted throws SpawnError and leaves no process", async () => {
   // A root owner without CAP_SETGID (fails at once) or without CAP_SETUID (fails after groups and gid).
   for (const [drop, syscall] of [["-setgid,-setuid", "setgroups"], ["-setuid", "setresuid"]]) {
