@@ -28,9 +28,24 @@ const BIG_PIPE_SIZE = 1024 * 1024;
  */
 const SHARED_SCRATCH = new Uint8Array(FIRST_READ_SIZE);
 
+/**
+ * The fd of each live PipeEnd that still owns one directly (not handed to the
+ * reactor): closed when its PipeEnd is collected unclosed, so that a handle
+ * the program dropped without reading its output (as Deno.Command's children
+ * are often left) does not hold its pipes until the process ends.
+ */
+const dropped = new FinalizationRegistry<{ fd: number }>((cell) => {
+  if (cell.fd < 0) return;
+  existingPoller()?.forget(cell.fd, true);
+  close(cell.fd);
+  cell.fd = -1;
+});
+
 /** One owned pipe fd. `close()` is idempotent and also takes it out of the poller. */
 export class PipeEnd {
   #fd: number;
+  /** What the finalizer closes: #fd while this end owns it, else -1. Never references `this`. */
+  readonly #cell: { fd: number };
   readonly #owner: WaitOwner;
   readonly #label: string;
   readonly #onEof: (() => void) | undefined;
@@ -56,6 +71,8 @@ export class PipeEnd {
   /** Takes ownership of `fd`. `label` names the pipe in errors: `stdout of "cat" (pid 42)`. */
   constructor(fd: number, owner: WaitOwner, label: string, onEof?: () => void) {
     this.#fd = fd;
+    this.#cell = { fd };
+    dropped.register(this, this.#cell, this);
     this.#owner = owner;
     this.#label = label;
     this.#onEof = onEof;
@@ -71,6 +88,8 @@ export class PipeEnd {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
+    this.#cell.fd = -1;
+    dropped.unregister(this);
     if (this.#reactor) {
       this.#reactor.close(); // the reactor owns the fd and closes it
       this.#reactor = null;
@@ -164,6 +183,7 @@ export class PipeEnd {
     if (this.#reactor === undefined) {
       this.#reactor = this.#fd < 0 || this.#bulk ? null : ReactorReader.open(this.#fd, FIRST_READ_SIZE, this.#label);
       this.#reactor?.setRefed(this.#owner.refed);
+      if (this.#reactor) this.#cell.fd = -1; // the reactor's socket owns and closes it now
     }
     return this.#reactor;
   }
@@ -226,7 +246,7 @@ export class PipeEnd {
   #leaveReactor(): void {
     const reactor = this.#reactor;
     this.#reactor = null;
-    if (reactor && this.#fd >= 0) this.#fd = reactor.leave(this.#fd);
+    if (reactor && this.#fd >= 0) this.#fd = this.#cell.fd = reactor.leave(this.#fd);
   }
 
   /**

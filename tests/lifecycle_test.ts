@@ -71,6 +71,27 @@ Deno.test("forkUsermodeBlob() watches and reaps 500 helpers alive at once", asyn
   assert.equal(fdCount(), fds);
 });
 
+Deno.test("a helper dropped with its pipes unread and unclosed gives its fds back once collected", async () => {
+  const program = `import { BlobCommand, loadBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+    const count = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    const blob = loadBlob(new TextEncoder().encode("#!/bin/sh\\necho hi; echo there >&2\\n"));
+    await new BlobCommand(blob, { stdout: "piped" }).output(); // the poller and reactor exist from here on
+    const before = count();
+    for (let i = 0; i < 200; i++) {
+      // Three pipes, none read or closed: only the status is awaited.
+      await new BlobCommand(blob, { stdin: "piped", stdout: "piped", stderr: "piped" }).spawn().status;
+    }
+    for (let i = 0; i < 5; i++) { gc(); await new Promise((resolve) => setTimeout(resolve, 10)); }
+    console.log(JSON.stringify({ before, after: count() }));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-raw-imports", "--v8-flags=--expose-gc", program],
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.ok(after <= before + 3, `${after - before} fds still held after 200 dropped helpers (600 pipes)`);
+});
+
 Deno.test("forkUsermodeBlob() leaves Deno.Command children started alongside to Deno", async () => {
   using blob = loadBlob(REQREP, { name: "side" });
   const helpers = Array.from({ length: 20 }, () => forkUsermodeBlob(blob));
