@@ -210,7 +210,12 @@ export function trampolineAvailable(): boolean {
     if (error instanceof SyscallError && TRANSIENT_ERRNOS.has(error.errno)) {
       throw new SpawnError("Cannot load the spawn trampoline", error.syscall, error.errno, { cause: error });
     }
-    if (error instanceof Error && /Too many open files|Cannot allocate memory/.test(error.message)) throw error;
+    const shortage = error instanceof Error && /Too many open files|Cannot allocate memory/.exec(error.message);
+    if (shortage) {
+      const errno = shortage[0] === "Too many open files" ? 24 : 12; // EMFILE, ENOMEM
+      const detail = `dlopen() of its memfd failed with ${errnoName(errno)} (${errnoMessage(errno)})`;
+      throw new SpawnError("Cannot load the spawn trampoline", "dlopen", errno, { detail, cause: error });
+    }
     return false; // on purpose: the reason is thrown again by trampolineSpawn() if it is used anyway
   }
 }
