@@ -63,8 +63,9 @@
  *   `#!` script: the interpreter reopens the file after exec, so the memfd is
  *   dup'd to fd 3 without FD_CLOEXEC and exec'd as /proc/self/fd/3 (allowed
  *   for the process itself even when it is not dumpable).
- * - PR_SET_PDEATHSIG fires when the parent *thread* exits: call this from a
- *   thread that lives as long as the owner (the JavaScript main thread).
+ * - PR_SET_PDEATHSIG fires when the parent *thread* exits: from the
+ *   JavaScript main thread that is the process's end; from a Worker's, the
+ *   Worker's (umh sets SIGKILL by default, so a Worker's helpers go with it).
  */
 #include <stddef.h>
 #include <stdint.h>
