@@ -107,7 +107,7 @@ export function forgetLive(helper: LiveHelper): void {
 }
 
 /** True in the main isolate, whose thread lives as long as the process; false in a Worker. */
-export const IN_MAIN_THREAD = !("WorkerGlobalScope" in globalThis);
+const IN_MAIN_THREAD = !("WorkerGlobalScope" in globalThis);
 
 /** Number of live, non-detached helpers. */
 export function liveHelperCount(): number {
