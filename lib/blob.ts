@@ -164,7 +164,9 @@ export function elfInterpreter(bytes: Uint8Array): string | null {
     const offset = Number(view.getBigUint64(at + 8, true));
     const size = Number(view.getBigUint64(at + 32, true));
     if (size < 2 || offset + size > bytes.length) return null;
-    return new TextDecoder().decode(bytes.subarray(offset, offset + size - 1)); // without its NUL
+    const path = bytes.subarray(offset, offset + size);
+    const nul = path.indexOf(0);
+    return new TextDecoder().decode(nul < 0 ? path : path.subarray(0, nul)); // up to the NUL, as the kernel reads it
   }
   return null;
 }

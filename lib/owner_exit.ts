@@ -7,17 +7,19 @@
 //   (an uncaught error, a signal's default action, a SIGKILL nobody can
 //   catch) the kernel kills the helper as the process goes, as it kills a
 //   module's helper. The signal follows the thread that spawned: a Worker's
-//   helpers go when the Worker ends. Such a helper is "covered".
+//   helpers go when the Worker ends. A helper whose signal is SIGKILL is
+//   "covered": any other it may trap or ignore.
 // - JavaScript. At a normal end or Deno.exit() ("unload"), every live,
 //   non-detached helper gets SIGTERM, a short grace and SIGKILL, and is
 //   reaped, synchronously, before the process goes. While a helper that is
 //   not covered lives (started through posix_spawn, which cannot set the
-//   signal, or with `parentDeathSignal: null`), umh also listens for
+//   signal, or with another `parentDeathSignal` or null), umh also listens for
 //   uncaught errors and, in the main thread, SIGINT, SIGTERM and SIGHUP.
 // With only covered helpers alive umh listens for no signal and no error
 // event, so the program's own listeners (a graceful shutdown, a
 // preventDefault()) work exactly as they would without umh. A Worker never
-// listens for signals: they belong to the process, whose main thread decides.
+// listens for signals: they belong to the process, and a Worker's listener
+// swallowed them (its Deno.exit() ends only the Worker).
 //
 // The listeners exist only while helpers are alive.
 

@@ -221,7 +221,8 @@ function startBlob(
     stdin: child.fds[0],
     stdout: child.fds[1],
     stderr: child.fds[2],
-    covered: parentDeathSignal !== undefined,
+    // Only SIGKILL is sure to end it: a helper may trap, ignore or not be ended by any other.
+    covered: parentDeathSignal === SIGNALS.SIGKILL,
   };
 }
 
@@ -302,7 +303,9 @@ function execFailureDetail(error: unknown, blob: UsermodeBlob, blobFd: number, c
   const where = (path: string): string => path.startsWith("/") || cwd === null ? path : `${cwd}/${path}`;
   if (code === "ENOENT" && syscall !== "chdir") {
     const interpreter = blob.interpreter;
-    if (interpreter !== null && exists(where(interpreter)) === false) {
+    // Unknown (no read permission): a script's ENOENT without a cwd can only be its interpreter.
+    const known = interpreter === null ? null : exists(where(interpreter));
+    if (interpreter !== null && (known === false || (known === null && blob.isScript && cwd === null))) {
       if (blob.isScript) {
         const crlf = interpreter.endsWith("\r")
           ? ' (the script has CRLF line endings, and the "\\r" is part of the name)'
@@ -318,7 +321,8 @@ function execFailureDetail(error: unknown, blob: UsermodeBlob, blobFd: number, c
     }
     // posix_spawn execs the memfd by its /proc/self/fd path (the trampoline
     // needs no path, but is itself dlopen()ed through one).
-    if (syscall === "posix_spawn" && exists(`/proc/self/fd/${blobFd}`) === false) {
+    const proc = exists(`/proc/self/fd/${blobFd}`);
+    if (syscall === "posix_spawn" && (proc === false || (proc === null && interpreter === null && cwd === null))) {
       return `${failed}: /proc/self/fd/${blobFd} does not resolve; umh needs /proc mounted to run a blob`;
     }
   }
@@ -335,8 +339,9 @@ function execFailureDetail(error: unknown, blob: UsermodeBlob, blobFd: number, c
   return null;
 }
 
-/** Whether `path` exists: null where that cannot be told (no read permission). */
+/** Whether `path` exists: null where that cannot be told without asking for read permission. */
 function exists(path: string): boolean | null {
+  if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return null; // never a prompt
   try {
     Deno.statSync(path);
     return true;

@@ -173,8 +173,17 @@ export class UsermodeDriver extends EventTarget implements AsyncDisposable {
    */
   kill(signal: Deno.Signal = "SIGTERM"): void {
     const helper = this.#instance?.helper;
-    if (!helper || this.#instance?.status) throw new TypeError(`Cannot kill driver "${this.#name}": no helper runs`);
-    helper.kill(signal);
+    const none = `Cannot kill driver "${this.#name}": no helper runs`;
+    if (!helper || this.#instance?.status) throw new TypeError(none);
+    try {
+      helper.kill(signal);
+    } catch (error) {
+      // It exited a moment ago and its exit was not seen yet: the same answer as after.
+      if (error instanceof TypeError && error.message === "Child process has already terminated") {
+        throw new TypeError(`${none} (it has just exited)`);
+      }
+      throw error;
+    }
     this.#instance!.signalled = true;
   }
 

@@ -140,6 +140,32 @@ Deno.test("a dynamically linked blob whose loader is missing throws SpawnError E
   });
 });
 
+Deno.test("without --allow-read a missing #! interpreter is still named, and nothing asks for permission", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "umh_noread_" });
+  try {
+    const program = `${dir}/owner.ts`;
+    Deno.writeTextFileSync(
+      program,
+      `import { BlobCommand } from ${JSON.stringify(new URL("../lib/mod.ts", import.meta.url).href)};
+       try {
+         new BlobCommand(new TextEncoder().encode("#!/nonexistent/umh-sh\\n")).spawn();
+       } catch (error) {
+         console.log(String(error));
+       }`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-ffi", "--no-prompt", "--unstable-raw-imports", program],
+      stdin: "null",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.match(text, /its "#!" interpreter "\/nonexistent\/umh-sh" does not exist/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("loadBlob(), BlobCommand and forkUsermodeBlob() throw TypeError for a 0-byte blob and leave nothing", async () => {
   await leavesNothing(async () => {
     assert.throws(() => loadBlob(new Uint8Array(0)), TypeError);

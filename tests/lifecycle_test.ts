@@ -241,6 +241,20 @@ Deno.test("the program's own SIGINT listener and preventDefault() keep it and it
   });
 });
 
+Deno.test("a helper whose parentDeathSignal is not SIGKILL is still stopped by umh when the owner throws", async () => {
+  // SIGWINCH does not end a process: the kernel's signal alone would leave it running.
+  const sleeper = "new TextEncoder().encode('#!/bin/sh\\nexec sleep 30\\n')";
+  const script = OWNER.replace(
+    'blobFor("reqrep"), { stderr: "null" }',
+    `${sleeper}, { stdin: "null", stdout: "null", parentDeathSignal: "SIGWINCH" }`,
+  );
+  const { pids, status } = await owner("throw", undefined, script);
+  assert.equal(status.success, false);
+  const left = await waitGone(pids, 2000);
+  for (const pid of left) Deno.kill(pid, "SIGKILL");
+  assert.deepEqual(left, []);
+});
+
 Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in a session of its own as Deno.Command detaches", async () => {
   const dir = await Deno.makeTempDir();
   try {
