@@ -182,11 +182,19 @@ const signalHandlers = new Map<typeof EXIT_SIGNALS[number], () => void>(
  * afterwards Deno's own handlers are in the way.
  */
 let ignoredAtStart: ReadonlySet<typeof EXIT_SIGNALS[number]> | undefined;
+let stayIgnoredBound = false;
 const stayIgnored = (): void => {};
 
 function install(): void {
   installed = true;
   globalThis.addEventListener("unload", onUnload);
+  // Read at the first spawn, before the program's own listeners are likely
+  // to exist, even if guard() is needed only much later.
+  if (IN_MAIN_THREAD) ignoredAtStart ??= readIgnored();
+}
+
+function readIgnored(): ReadonlySet<typeof EXIT_SIGNALS[number]> {
+  return new Set(EXIT_SIGNALS.filter((signal) => signalIgnored(SIGNALS[signal])));
 }
 
 function uninstall(): void {
@@ -200,8 +208,9 @@ function guard(): void {
   globalThis.addEventListener("error", onError);
   globalThis.addEventListener("unhandledrejection", onError);
   if (!handleSignals || !IN_MAIN_THREAD) return;
-  if (ignoredAtStart === undefined) {
-    ignoredAtStart = new Set(EXIT_SIGNALS.filter((signal) => signalIgnored(SIGNALS[signal])));
+  if (!stayIgnoredBound) {
+    stayIgnoredBound = true;
+    ignoredAtStart ??= readIgnored();
     // Binding any listener makes Deno take over all three, and one with no
     // listener then ends the program. An ignored one gets a listener that
     // does nothing, never removed (signal listeners keep nothing alive): it
@@ -210,7 +219,7 @@ function guard(): void {
     for (const signal of ignoredAtStart) Deno.addSignalListener(signal, stayIgnored);
   }
   for (const [signal, handler] of signalHandlers) {
-    if (!ignoredAtStart.has(signal)) Deno.addSignalListener(signal, handler);
+    if (!ignoredAtStart!.has(signal)) Deno.addSignalListener(signal, handler);
   }
 }
 
