@@ -93,9 +93,13 @@ interface Call {
   readonly line: string;
 }
 
-/** The syscalls between the markers, one per call (an interrupted call's "resumed" half is dropped). */
+/**
+ * The syscalls between the markers, one per call. strace -f splits a call
+ * that another thread's interrupts ("... <unfinished ...>", later
+ * "PID <... name resumed>...): the halves are joined into one line again.
+ */
 function window(trace: string): Call[] {
-  const lines = trace.split("\n");
+  const lines = joinResumed(trace.split("\n"));
   const start = lines.findIndex((line) => line.includes('"/umh-marker-start"'));
   const end = lines.findIndex((line) => line.includes('"/umh-marker-end"'));
   assert.ok(start >= 0 && end > start, "both markers are in the trace");
@@ -105,6 +109,24 @@ function window(trace: string): Call[] {
     if (match) calls.push({ pid: match[1]!, name: match[2]!, args: match[3]!, line });
   }
   return calls;
+}
+
+function joinResumed(lines: string[]): string[] {
+  const out: string[] = [];
+  const pending = new Map<string, number>(); // pid -> index in `out` of its unfinished call
+  for (const line of lines) {
+    const unfinished = /^(\d+)\s.*\s<unfinished \.\.\.>$/.exec(line);
+    const resumed = /^(\d+)\s+<\.\.\. [a-z0-9_]+ resumed>(.*)$/.exec(line);
+    if (unfinished) {
+      pending.set(unfinished[1]!, out.length);
+      out.push(line.slice(0, -" <unfinished ...>".length));
+    } else if (resumed && pending.has(resumed[1]!)) {
+      const at = pending.get(resumed[1]!)!;
+      pending.delete(resumed[1]!);
+      out[at] += resumed[2]!;
+    } else out.push(line);
+  }
+  return out;
 }
 
 /** An execveat of a descriptor (empty path, AT_EMPTY_PATH) that memfd_create returned. */
