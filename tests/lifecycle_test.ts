@@ -98,7 +98,8 @@ Deno.test("a helper dropped with its pipes unread and unclosed gives its fds bac
   }).output();
   assert.equal(out.code, 0);
   const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
-  assert.ok(after <= before + 3, `${after - before} fds still held after 200 dropped helpers (600 pipes)`);
+  // Without collection all 600 stay open; GC may keep the last few helpers' pipes a while longer.
+  assert.ok(after <= before + 12, `${after - before} fds still held after 200 dropped helpers (600 pipes)`);
 });
 
 Deno.test("forkUsermodeBlob() leaves Deno.Command children started alongside to Deno", async () => {
