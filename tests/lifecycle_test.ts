@@ -33,6 +33,13 @@ async function waitGone(pids: number[], ms: number): Promise<number[]> {
   return left;
 }
 
+/** Asserts every pid is gone within `ms`; SIGKILLs survivors first, so a failing run leaves no orphan. */
+async function assertGone(pids: number[], ms: number, message?: string): Promise<void> {
+  const left = await waitGone(pids, ms);
+  for (const pid of left) Deno.kill(pid, "SIGKILL");
+  assert.deepEqual(left, [], message);
+}
+
 Deno.test("forkUsermodeBlob() 10,000 start/exit cycles end with the same fd and thread counts", async () => {
   using blob = loadBlob(REQREP, { name: "cycle" });
   // Warm up: the poller, its eventfd and the /dev/null fd are made once.
@@ -147,6 +154,33 @@ if (how === "graceful") {
 }
 `;
 
+/** Runs `main` (whose Worker prints its helper's pid first) and reads that pid. */
+async function startWorkerProgram(main: string, args: string[], stderr: "inherit" | "null"): Promise<{
+  child: Deno.ChildProcess;
+  reader: ReadableStreamDefaultReader<string>;
+  out: string;
+  pid: number;
+}> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-raw-imports", main, ...args],
+    stdout: "piped",
+    stderr,
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("\n")) out += (await reader.read()).value ?? "";
+  return { child, reader, out, pid: Number(out.trim()) };
+}
+
+/** OWNER with helpers that `sleep` for `seconds` and never read stdin; `options` go into their options object. */
+function sleeperOwner(seconds: number, options = ""): string {
+  const sleeper = `new TextEncoder().encode('#!/bin/sh\\nexec sleep ${seconds}\\n')`;
+  return OWNER.replace(
+    'blobFor("reqrep"), { stderr: "null" }',
+    `${sleeper}, { stdin: "null", stdout: "null", ${options} }`,
+  );
+}
+
 async function owner(
   how: string,
   signal?: Deno.Signal,
@@ -213,16 +247,9 @@ kernelTest("owner killed with SIGKILL: the kernel kills its helpers, even ones t
   assert.equal(status.signal, "SIGKILL");
   assert.deepEqual(await waitGone(pids, 5000), []);
   // Helpers that would outlive an EOF on stdin: only the parent-death signal stops them.
-  const sleeper = "new TextEncoder().encode('#!/bin/sh\\nexec sleep 1000\\n')";
-  const script = OWNER.replace(
-    'blobFor("reqrep"), { stderr: "null" }',
-    `${sleeper}, { stdin: "null", stdout: "null" }`,
-  );
-  const sleepers = await owner("wait", "SIGKILL", script);
+  const sleepers = await owner("wait", "SIGKILL", sleeperOwner(1000));
   assert.equal(sleepers.status.signal, "SIGKILL");
-  const left = await waitGone(sleepers.pids, 5000);
-  for (const pid of left) Deno.kill(pid, "SIGKILL"); // no orphan left behind by a failing run
-  assert.deepEqual(left, []);
+  await assertGone(sleepers.pids, 5000);
 });
 
 kernelTest(
@@ -256,16 +283,9 @@ kernelTest(
 
 Deno.test("a helper whose parentDeathSignal is not SIGKILL is still stopped by umh when the owner throws", async () => {
   // SIGWINCH does not end a process: the kernel's signal alone would leave it running.
-  const sleeper = "new TextEncoder().encode('#!/bin/sh\\nexec sleep 30\\n')";
-  const script = OWNER.replace(
-    'blobFor("reqrep"), { stderr: "null" }',
-    `${sleeper}, { stdin: "null", stdout: "null", parentDeathSignal: "SIGWINCH" }`,
-  );
-  const { pids, status } = await owner("throw", undefined, script);
+  const { pids, status } = await owner("throw", undefined, sleeperOwner(30, 'parentDeathSignal: "SIGWINCH"'));
   assert.equal(status.success, false);
-  const left = await waitGone(pids, 2000);
-  for (const pid of left) Deno.kill(pid, "SIGKILL");
-  assert.deepEqual(left, []);
+  await assertGone(pids, 2000);
 });
 
 Deno.test("forkUsermodeBlob() with detached: true outlives its owner, in a session of its own as Deno.Command detaches", async () => {
@@ -348,15 +368,8 @@ Deno.test("SIGTERM with helpers in a Worker leaves the program's own graceful sh
        const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
        worker.onmessage = (event) => console.log(event.data);`,
     );
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--unstable-raw-imports", `${dir}/main.ts`],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let out = "";
-    while (!out.includes("\n")) out += (await reader.read()).value ?? "";
-    const pid = Number(out.trim());
+    const { child, reader, out: first, pid } = await startWorkerProgram(`${dir}/main.ts`, [], "inherit");
+    let out = first;
     child.kill("SIGTERM");
     for (;;) {
       const { value, done } = await reader.read();
@@ -394,19 +407,9 @@ for (const how of ["exit", "throw", "terminate"] as const) {
            setTimeout(() => {}, 1500);
          };`,
       );
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--unstable-raw-imports", `${dir}/main.ts`, how],
-        stdout: "piped",
-        stderr: "null",
-      }).spawn();
-      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let out = "";
-      while (!out.includes("\n")) out += (await reader.read()).value ?? "";
-      const pid = Number(out.trim());
+      const { child, reader, pid } = await startWorkerProgram(`${dir}/main.ts`, [how], "null");
       assert.ok(pid > 0);
-      const left = await waitGone([pid], 1000); // for "terminate", while the program still runs
-      for (const survivor of left) Deno.kill(survivor, "SIGKILL");
-      assert.deepEqual(left, [], `the Worker's helper outlived ${how}`);
+      await assertGone([pid], 1000, `the Worker's helper outlived ${how}`); // "terminate": while the program runs
       await reader.cancel();
       await child.status;
     } finally {
