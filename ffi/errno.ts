@@ -33,6 +33,9 @@ export const EPERM = 1;
 export const ENOENT = 2;
 export const EEXIST = 17;
 export const ENOEXEC = 8;
+export const ENOMEM = 12;
+export const ENFILE = 23;
+export const EMFILE = 24;
 
 /** The errno's name, e.g. `"ENOEXEC"`, or `"E<n>"` for one without a name here. */
 export function errnoName(errno: number): string {

@@ -30,7 +30,19 @@ import {
   POSIX_SPAWN_SETPGROUP,
   POSIX_SPAWN_SETSID,
 } from "./constants.ts";
-import { checkErrno, EINVAL, errnoMessage, errnoName, lastErrno, SpawnError, SyscallError } from "./errno.ts";
+import {
+  checkErrno,
+  EAGAIN,
+  EINVAL,
+  EMFILE,
+  ENFILE,
+  ENOMEM,
+  errnoMessage,
+  errnoName,
+  lastErrno,
+  SpawnError,
+  SyscallError,
+} from "./errno.ts";
 import { fcntl, libc, memfdCreate, writeAll } from "./libc.ts";
 import { addressOf } from "./pointer.ts";
 import { type ChildFd, nullFd, type PosixSpawnRequest } from "./spawn.ts";
@@ -212,7 +224,7 @@ export function trampolineAvailable(): boolean {
     }
     const shortage = error instanceof Error && /Too many open files|Cannot allocate memory/.exec(error.message);
     if (shortage) {
-      const errno = shortage[0] === "Too many open files" ? 24 : 12; // EMFILE, ENOMEM
+      const errno = shortage[0] === "Too many open files" ? EMFILE : ENOMEM;
       const detail = `dlopen() of its memfd failed with ${errnoName(errno)} (${errnoMessage(errno)})`;
       throw new SpawnError("Cannot load the spawn trampoline", "dlopen", errno, { detail, cause: error });
     }
@@ -220,8 +232,8 @@ export function trampolineAvailable(): boolean {
   }
 }
 
-/** EAGAIN, ENOMEM, ENFILE, EMFILE: a shortage now, not a trampoline that cannot work here. */
-const TRANSIENT_ERRNOS: ReadonlySet<number> = new Set([11, 12, 23, 24]);
+/** A shortage now, not a trampoline that cannot work here. */
+const TRANSIENT_ERRNOS: ReadonlySet<number> = new Set([EAGAIN, ENOMEM, ENFILE, EMFILE]);
 
 function openTrampoline(): UmhSpawn {
   const action = "Cannot load the spawn trampoline";

@@ -40,7 +40,7 @@ export interface HelperInit {
   readonly stderr: number;
   readonly signal: AbortSignal | undefined;
   readonly detached: boolean;
-  /** It has a parent-death signal: the kernel kills it when the owner's process goes. */
+  /** Its parent-death signal is SIGKILL: the kernel kills it when the owner's process goes. */
   readonly covered: boolean;
 }
 

@@ -15,7 +15,7 @@ export interface StartedProcess {
   readonly stdin: number;
   readonly stdout: number;
   readonly stderr: number;
-  /** It has a parent-death signal: the kernel kills it when the owner's process goes. */
+  /** Its parent-death signal is SIGKILL: the kernel kills it when the owner's process goes. */
   readonly covered: boolean;
 }
 

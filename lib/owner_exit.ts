@@ -37,7 +37,7 @@ const EXIT_GRACE_MS = 100;
 const EXIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 const live = new Set<LiveHelper>();
-/** The live helpers without a parent-death signal: only they need the error and signal listeners. */
+/** The live helpers not covered by a SIGKILL parent-death signal: only they need the error and signal listeners. */
 const uncovered = new Set<LiveHelper>();
 let installed = false;
 let guarded = false;
@@ -52,8 +52,8 @@ let handleSignals = true;
 
 /**
  * Chooses whether umh listens for SIGINT, SIGTERM and SIGHUP while helpers
- * without a parent-death signal live (started through posix_spawn, or with
- * `parentDeathSignal: null`; the default), killing them and then dying of
+ * without SIGKILL as their parent-death signal live (started through
+ * posix_spawn, or with another `parentDeathSignal` or null; the default), killing them and then dying of
  * that signal (its default action, as the program would without a
  * listener). Other helpers need no listener: the kernel kills them as the
  * owner goes. A program with its own handlers for those signals and such
@@ -83,7 +83,7 @@ export function handleOwnerSignals(enabled: boolean): void {
 
 /**
  * Adds a helper to those killed at owner exit. `covered`: the kernel kills
- * it when the owner's process goes (it has a parent-death signal).
+ * it when the owner's process goes (its parent-death signal is SIGKILL).
  */
 export function registerLive(helper: LiveHelper, covered: boolean): void {
   live.add(helper);
@@ -96,8 +96,8 @@ export function registerLive(helper: LiveHelper, covered: boolean): void {
 export function forgetLive(helper: LiveHelper): void {
   live.delete(helper);
   uncovered.delete(helper);
-  const idle = (): boolean => (installed && live.size === 0) || (guarded && uncovered.size === 0);
-  if (idle() && uninstallTimer === undefined) {
+  const idle = (installed && live.size === 0) || (guarded && uncovered.size === 0);
+  if (idle && uninstallTimer === undefined) {
     const timer = setTimeout(() => {
       uninstallTimer = undefined;
       if (guarded && uncovered.size === 0) unguard();

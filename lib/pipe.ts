@@ -35,11 +35,15 @@ const SHARED_SCRATCH = new Uint8Array(FIRST_READ_SIZE);
  * are often left) does not hold its pipes until the process ends.
  */
 const dropped = new FinalizationRegistry<{ fd: number }>((cell) => {
-  if (cell.fd < 0) return;
-  existingPoller()?.forget(cell.fd, true);
-  close(cell.fd);
+  if (cell.fd >= 0) closeOwned(cell.fd);
   cell.fd = -1;
 });
+
+/** Closes a pipe fd this process reads or writes itself, taking it out of the poller (if there is one) first. */
+function closeOwned(fd: number): void {
+  existingPoller()?.forget(fd, true);
+  close(fd);
+}
 
 /** One owned pipe fd. `close()` is idempotent and also takes it out of the poller. */
 export class PipeEnd {
@@ -95,8 +99,7 @@ export class PipeEnd {
       this.#reactor = null;
       return;
     }
-    existingPoller()?.forget(fd, true);
-    close(fd);
+    closeOwned(fd);
   }
 
   /** Follows the owner's ref()/unref() for a read pending in the reactor. */

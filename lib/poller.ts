@@ -68,16 +68,13 @@ class Poller {
 
   constructor() {
     this.#epfd = epollCreate();
+    let wakeFd = -1;
     try {
-      this.#wakeFd = eventfd(EFD_CLOEXEC | EFD_NONBLOCK);
+      wakeFd = this.#wakeFd = eventfd(EFD_CLOEXEC | EFD_NONBLOCK);
+      this.#ctl(EPOLL_CTL_ADD, wakeFd, EPOLLIN, WAKE_TOKEN);
     } catch (error) {
-      close(this.#epfd); // no half-made poller holding an fd (EMFILE at the eventfd)
-      throw error;
-    }
-    try {
-      this.#ctl(EPOLL_CTL_ADD, this.#wakeFd, EPOLLIN, WAKE_TOKEN);
-    } catch (error) {
-      close(this.#wakeFd);
+      // No half-made poller holding an fd (EMFILE at the eventfd, say).
+      if (wakeFd >= 0) close(wakeFd);
       close(this.#epfd);
       throw error;
     }
