@@ -19,15 +19,18 @@
  *   no_new_privs or rlimits, and fork() from Deno leaves a child without V8's
  *   heap (MADV_DONTFORK). So a few hundred bytes of C do what glibc's
  *   posix_spawn does: clone(CLONE_VM | CLONE_VFORK) and run only this code in
- *   the child until exec. The parent is suspended until the child has exec'd
- *   or exited, so errors come back through the shared request struct.
+ *   the child until exec. The parent waits until the child has exec'd or
+ *   exited, so errors come back through the shared request struct. On the
+ *   clone3 path it waits without CLONE_VFORK: CLONE_CHILD_CLEARTID has the
+ *   kernel zero a word when the child's exec (or exit) releases the shared
+ *   memory, and the parent spins on sched_yield until then (await_exec).
  * - Raw syscalls only: in a CLONE_VM child nothing may touch glibc state
  *   (errno, locks, lazy PLT binding) that the owner's threads share. The child
  *   function is called through a register, never through the PLT, and the
  *   link (-z defs, -nostdlib) proves the object imports nothing.
  * - The child stack is an array in umh_spawn's own frame, as musl does it:
- *   CLONE_VFORK keeps this thread suspended while the child runs, so the
- *   frame cannot change under it; there is no allocation, nothing static, and
+ *   this thread does not return from it while the child runs (vfork, or
+ *   await_exec), so the frame cannot change under it; there is no allocation, nothing static, and
  *   two threads (Deno workers) may spawn at once. The child needs well
  *   under 1 KiB of it.
  * - All signals stay blocked from before clone until just before exec. The
@@ -78,6 +81,7 @@ enum {
   SYS_wait4 = 61, SYS_fcntl = 72, SYS_chdir = 80, SYS_setpgid = 109, SYS_getppid = 110, SYS_setsid = 112,
   SYS_setgroups = 116, SYS_setresuid = 117, SYS_setresgid = 119, SYS_prctl = 157, SYS_exit_group = 231,
   SYS_dup3 = 292, SYS_prlimit64 = 302, SYS_execveat = 322, SYS_close_range = 436,
+  SYS_sched_yield = 24, SYS_futex = 202, SYS_waitid = 247,
 };
 #elif defined(__aarch64__)
 enum {
@@ -87,6 +91,7 @@ enum {
   SYS_wait4 = 260, SYS_fcntl = 25, SYS_chdir = 49, SYS_setpgid = 154, SYS_getppid = 173, SYS_setsid = 157,
   SYS_setgroups = 159, SYS_setresuid = 147, SYS_setresgid = 149, SYS_prctl = 167, SYS_exit_group = 94,
   SYS_dup3 = 24, SYS_prlimit64 = 261, SYS_execveat = 281, SYS_close_range = 436,
+  SYS_sched_yield = 124, SYS_futex = 98, SYS_waitid = 95,
 };
 #else
 #error "umh trampoline: x86_64 and aarch64 only"
@@ -95,6 +100,14 @@ enum {
 #define CLONE_VM 0x100
 #define CLONE_VFORK 0x4000
 #define CLONE_PIDFD 0x1000
+#define CLONE_CHILD_CLEARTID 0x200000
+#define FUTEX_WAIT 0
+#define ETIMEDOUT 110
+#define P_PIDFD 3
+#define WNOHANG 1
+#define WEXITED 4
+#define WNOWAIT 0x01000000
+#define EXEC_SPIN_YIELDS 5000 /* about 1 ms of sched_yield where nothing else wants this CPU */
 #define CLONE_CLEAR_SIGHAND 0x100000000ULL
 #define SIGKILL 9
 #define SIGSTOP 19
@@ -127,6 +140,7 @@ enum {
 #define UMH_SETUID 0x20
 #define UMH_NO_NEW_PRIVS 0x40
 #define UMH_NO_CLONE3 0x80 /* take the clone path even where clone3 works (tests) */
+#define UMH_NO_SPIN 0x100  /* clone3 path: wait for the exec on the futex at once (tests) */
 
 /* req->err_step: which call failed. ffi/trampoline.ts has the same table. */
 enum {
@@ -411,6 +425,31 @@ static long make_pipes(struct umh_spawn_req *req, struct child_ctx *ctx, int own
   return 0;
 }
 
+/*
+ * Parent only, clone3 path: returns once the child has exec'd or exited. The
+ * kernel zeroes *word and wakes its futex at either (CLONE_CHILD_CLEARTID:
+ * exec releases the shared mm, as exit does). Spinning on sched_yield first
+ * keeps this vCPU awake for the 40-150 µs an exec takes, where CLONE_VFORK's
+ * sleep and cross-vCPU wake-up cost a VM about 45 µs more per spawn; a child
+ * on this CPU gets it at the first yield. A child slower than that (a stop
+ * signal, a slow chdir) is waited for on the futex. Kernels before 5.16 leave
+ * the word set when the child dies dumping core, so a timed-out wait also
+ * asks the pidfd whether the child has exited.
+ */
+static void await_exec(int32_t *word, int pidfd, int spin) {
+  for (int i = 0; spin && i < EXEC_SPIN_YIELDS; i++) {
+    if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == 0) return;
+    sys0(SYS_sched_yield);
+  }
+  const long timeout[2] = {0, 10 * 1000 * 1000}; /* struct timespec: 10 ms */
+  while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != 0) {
+    if (sys4(SYS_futex, word, FUTEX_WAIT, 1, timeout) != -ETIMEDOUT) continue;
+    uint64_t info[16]; /* siginfo_t; si_pid is the low half of info[2] */
+    info[2] = 0;
+    if (sys5(SYS_waitid, P_PIDFD, pidfd, info, WEXITED | WNOHANG | WNOWAIT, 0) == 0 && (uint32_t)info[2] != 0) return;
+  }
+}
+
 /* Starts the helper described by `req`: the pid, or -errno with req->err_* set. */
 __attribute__((visibility("default"))) int umh_spawn(struct umh_spawn_req *req) {
   _Alignas(16) char stack[CHILD_STACK_SIZE];
@@ -419,6 +458,7 @@ __attribute__((visibility("default"))) int umh_spawn(struct umh_spawn_req *req) 
   uint64_t saved_mask = 0;
   long dumpable = -1;
   int pidfd = -1;
+  int32_t in_child = 1; /* clone3 path: the kernel zeroes it once the child has exec'd or exited */
   int owner[3], child[3];
 
   req->err_step = 0;
@@ -439,13 +479,15 @@ __attribute__((visibility("default"))) int umh_spawn(struct umh_spawn_req *req) 
   long pid = -ENOSYS;
   if (!(req->flags & UMH_NO_CLONE3)) {
     struct clone_args_v0 args = {
-        .flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
+        .flags = CLONE_VM | CLONE_PIDFD | CLONE_CLEAR_SIGHAND | CLONE_CHILD_CLEARTID,
         .pidfd = (uint64_t)(uintptr_t)&pidfd,
+        .child_tid = (uint64_t)(uintptr_t)&in_child,
         .exit_signal = SIGCHLD,
         .stack = (uint64_t)(uintptr_t)stack,
         .stack_size = sizeof stack,
     };
     pid = clone_entry(SYS_clone3, (long)&args, (long)sizeof args, child_main, &ctx);
+    if (pid > 0) await_exec(&in_child, pidfd, !(req->flags & UMH_NO_SPIN));
   }
   if (pid == -ENOSYS || pid == -EINVAL) { /* no clone3 (before 5.3), or no CLONE_CLEAR_SIGHAND (before 5.5) */
     ctx.handlers_left = 1;

@@ -1,6 +1,7 @@
 // The child-side-setup spawn path: blobs/trampoline.c, a freestanding C
-// function that clones with CLONE_VM | CLONE_VFORK, applies the setup in the
-// child and execs the blob, so that no JavaScript ever runs in the child.
+// function that clones with CLONE_VM (waiting for the child's exec as vfork
+// would, see await_exec there), applies the setup in the child and execs the
+// blob, so that no JavaScript ever runs in the child.
 //
 // Why a trampoline and not posix_spawn: posix_spawn has no parent-death
 // signal, no uid/gid/groups, no no_new_privs and no rlimits, and fork() from
@@ -136,6 +137,11 @@ export interface TrampolineRequest extends Omit<PosixSpawnRequest, "stdio"> {
    * (the child then resets the owner's handled signals itself). For tests.
    */
   readonly legacyClone?: boolean;
+  /**
+   * On the clone3 path, wait for the child's exec on the futex at once
+   * instead of spinning on sched_yield first. For tests.
+   */
+  readonly futexWait?: boolean;
 }
 
 /** The started child: what the caller now owns. */
@@ -157,8 +163,8 @@ const REQUEST_OFFSETS = {
 } as const;
 // req->flags
 // deno-fmt-ignore
-const [UMH_SCRIPT, UMH_SETSID, UMH_SETPGID, UMH_SETGROUPS, UMH_SETGID, UMH_SETUID, UMH_NO_NEW_PRIVS, UMH_NO_CLONE3] = [
-  0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80,
+const [UMH_SCRIPT, UMH_SETSID, UMH_SETPGID, UMH_SETGROUPS, UMH_SETGID, UMH_SETUID, UMH_NO_NEW_PRIVS, UMH_NO_CLONE3, UMH_NO_SPIN] = [
+  0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x100,
 ];
 const MAX_ID = 0xffff_fffe; // (uid_t)-1 means "unchanged" to setresuid
 const NGROUPS_MAX = 65536;
@@ -370,6 +376,7 @@ function setupFlags(req: TrampolineRequest, action: string): { flags: number; pg
   if (req.gid !== undefined) flags |= UMH_SETGID;
   if (req.noNewPrivileges === true) flags |= UMH_NO_NEW_PRIVS;
   if (req.legacyClone === true) flags |= UMH_NO_CLONE3;
+  if (req.futexWait === true) flags |= UMH_NO_SPIN;
   return { flags, pgid };
 }
 

@@ -202,7 +202,14 @@ function startBlob(
       const fds = stdio.map((kind) => kind === "piped" ? "pipe" : kind) as [TrampolineFd, TrampolineFd, TrampolineFd];
       parentDeathSignal = setup?.parentDeathSignal ?? defaultDeathSignal(options);
       child = trampolineSpawn(
-        { ...request, ...setup, parentDeathSignal, stdio: fds, legacyClone: path === "clone" },
+        {
+          ...request,
+          ...setup,
+          parentDeathSignal,
+          stdio: fds,
+          legacyClone: path === "clone",
+          futexWait: path === "futex",
+        },
         action,
       );
     }
@@ -370,20 +377,22 @@ function argvFor(argv0: string, args: string[] | undefined): CStringArray {
   return argv;
 }
 
-type SpawnPath = "trampoline" | "clone" | "posix_spawn";
+type SpawnPath = "trampoline" | "futex" | "clone" | "posix_spawn";
 let defaultPath: SpawnPath | undefined;
 
 /**
  * How plain spawns start a helper: through the trampoline where it loads
  * (with clone3), unless `UMH_SPAWN=posix_spawn` asks for glibc's posix_spawn
- * or `UMH_SPAWN=clone` for the trampoline's path for kernels without clone3.
- * Setup options always take the trampoline.
+ * or `UMH_SPAWN=clone` for the trampoline's path for kernels without clone3
+ * (`UMH_SPAWN=futex`: clone3, the exec waited for on the futex at once, as a
+ * slow exec is). Setup options always take the trampoline.
  */
 function spawnPath(): SpawnPath {
   if (defaultPath !== undefined) return defaultPath;
   const env = environEntries();
   if (env.includes("UMH_SPAWN=posix_spawn") || !trampolineAvailable()) return defaultPath = "posix_spawn";
-  return defaultPath = env.includes("UMH_SPAWN=clone") ? "clone" : "trampoline";
+  if (env.includes("UMH_SPAWN=clone")) return defaultPath = "clone";
+  return defaultPath = env.includes("UMH_SPAWN=futex") ? "futex" : "trampoline";
 }
 
 /** Whether the helper starts somewhere else: `cwd: ""` means here, as for Deno.Command. */

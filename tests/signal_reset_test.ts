@@ -124,11 +124,12 @@ Deno.test({
     assert.equal(traced.code, 0, traced.stderr);
     const { pid, code } = JSON.parse(traced.stdout);
     assert.equal(code, 0);
-    const clone = traced.trace.split("\n").find((line) => / clone3\(\{flags=.*CLONE_VFORK/.test(line));
-    assert.ok(clone, `no vfork-style clone3:\n${traced.trace.slice(-3000)}`);
-    for (const flag of ["CLONE_VM", "CLONE_VFORK", "CLONE_PIDFD", "CLONE_CLEAR_SIGHAND"]) {
+    const clone = traced.trace.split("\n").find((line) => / clone3\(\{flags=.*CLONE_PIDFD/.test(line));
+    assert.ok(clone, `no clone3 that reports the exec through its child tid:\n${traced.trace.slice(-3000)}`);
+    for (const flag of ["CLONE_VM", "CLONE_CHILD_CLEARTID", "CLONE_PIDFD", "CLONE_CLEAR_SIGHAND"]) {
       assert.ok(clone.includes(flag), `${flag} missing: ${clone}`);
     }
+    assert.ok(!clone.includes("CLONE_VFORK"), `the parent spins on the child tid, it does not vfork: ${clone}`);
     const resets = childCallsBeforeExec(traced.trace, pid).filter((line) => / rt_sigaction\(/.test(line));
     assert.equal(resets.length, 1, resets.join("\n"));
     assert.match(resets[0]!, /rt_sigaction\(SIGPIPE, \{sa_handler=SIG_DFL/);

@@ -1,15 +1,25 @@
 // Every spawn path passes the core tests: the trampoline with clone3 (the
 // default where it loads), its clone path for kernels without clone3
-// (UMH_SPAWN=clone) and glibc's posix_spawn (the fallback, UMH_SPAWN=posix_spawn);
+// (UMH_SPAWN=clone), its clone3 path with the exec waited for on the futex from
+// the start instead of after the spin (UMH_SPAWN=futex, as a slow exec is), and
+// glibc's posix_spawn (the fallback, UMH_SPAWN=posix_spawn);
 // so do reads through the poller alone (UMH_READER=poller), the path where
 // node:net cannot adopt a pipe fd.
 
 import assert from "node:assert/strict";
+import { hasCommand } from "./test_util.ts";
 
 const CORE_TESTS = ["helper_test.ts", "command_test.ts", "bad_blob_test.ts", "blob_test.ts", "reactor_test.ts"]
   .map((name) => new URL(name, import.meta.url).pathname);
 
-for (const [name, value] of [["UMH_SPAWN", "posix_spawn"], ["UMH_SPAWN", "clone"], ["UMH_READER", "poller"]]) {
+for (
+  const [name, value] of [
+    ["UMH_SPAWN", "posix_spawn"],
+    ["UMH_SPAWN", "clone"],
+    ["UMH_SPAWN", "futex"],
+    ["UMH_READER", "poller"],
+  ]
+) {
   Deno.test(`${name}=${value} passes the core helper, command and bad-blob tests`, async () => {
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
       args: ["test", "-A", "--unstable-raw-imports", ...CORE_TESTS],
@@ -79,3 +89,43 @@ for (const path of ["default", "clone", "posix_spawn"]) {
     assert.deepEqual(result, { spawnError: true, syscall: "pipe2", code: "EMFILE", leaked: false });
   });
 }
+
+// The trampoline's parent spins on sched_yield while its child execs. With
+// the owner, its threads and every helper on one CPU, the child must still
+// get that CPU at once: 200 sequential round trips, and 20 helpers at a time.
+const ONE_CPU = `
+import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
+import { encodeFrame, forkUsermodeBlob, loadBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
+using blob = loadBlob(blobFor("reqrep"), { name: "reqrep" });
+const request = encodeFrame(new TextEncoder().encode("ping"));
+const roundTrip = async () => {
+  const helper = forkUsermodeBlob(blob);
+  const writer = helper.stdin.getWriter();
+  await writer.write(request);
+  await writer.close();
+  const { success, stdout } = await helper.output();
+  return success && stdout.length === request.length;
+};
+let ok = 0;
+const t0 = performance.now();
+for (let i = 0; i < 200; i++) if (await roundTrip()) ok++;
+for (let i = 0; i < 5; i++) ok += (await Promise.all(Array.from({ length: 20 }, roundTrip))).filter(Boolean).length;
+console.log(JSON.stringify({ ok, ms: Math.round(performance.now() - t0), cpus: Deno.readTextFileSync("/proc/self/status").match(/Cpus_allowed_list:\\s*(\\S+)/)[1] }));
+`;
+
+Deno.test({
+  name: "helpers start and answer with the owner and all its helpers on one CPU (taskset -c 0)",
+  ignore: !hasCommand("taskset"),
+  async fn(): Promise<void> {
+    const { code, stdout, stderr } = await new Deno.Command("taskset", {
+      args: ["-c", "0", Deno.execPath(), "eval", "--unstable-raw-imports", ONE_CPU],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const result = JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").at(-1)!);
+    assert.equal(result.cpus, "0");
+    assert.equal(result.ok, 300, JSON.stringify(result));
+  },
+});
