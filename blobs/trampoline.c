@@ -430,11 +430,17 @@ static long make_pipes(struct umh_spawn_req *req, struct child_ctx *ctx, int own
  * kernel zeroes *word and wakes its futex at either (CLONE_CHILD_CLEARTID:
  * exec releases the shared mm, as exit does). Spinning on sched_yield first
  * keeps this vCPU awake for the 40-150 µs an exec takes, where CLONE_VFORK's
- * sleep and cross-vCPU wake-up cost a VM about 45 µs more per spawn; a child
- * on this CPU gets it at the first yield. A child slower than that (a stop
- * signal, a slow chdir) is waited for on the futex. Kernels before 5.16 leave
- * the word set when the child dies dumping core, so a timed-out wait also
- * asks the pidfd whether the child has exited.
+ * sleep and cross-vCPU wake-up cost a VM about 45 µs more per spawn. A child
+ * queued on this CPU gets it at the first yield and keeps it past its exec
+ * until it blocks or its time slice ends, as it often does after a vfork too
+ * (a helper that computes for 50 ms before reading stdin: spawn() 2.2 ms
+ * median, 4.8 at most, against 1.7 and 4.7 with CLONE_VFORK). Spinning on
+ * pause instead would keep such a child from running at all; asking
+ * /proc/<pid>/stat where it is queued, to pause-spin only for a child on
+ * another CPU, cost 2 µs and won nothing in the bench. A child slower than
+ * about 1 ms of yields (a stop signal, a slow chdir) is waited for on the
+ * futex. Kernels before 5.16 leave the word set when the child dies dumping
+ * core, so a timed-out wait also asks the pidfd whether the child has exited.
  */
 static void await_exec(int32_t *word, int pidfd, int spin) {
   for (int i = 0; spin && i < EXEC_SPIN_YIELDS; i++) {
