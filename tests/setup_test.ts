@@ -123,6 +123,14 @@ if (mode === "report") {
   const dumpable = Number(libc().syscall(prctl, 3n, 0n, 0n, 0n, 0n, 0n)); // PR_GET_DUMPABLE
   console.log(JSON.stringify({ error, children: children(), dumpable }));
 } else if (mode === "stress") {
+  // The main thread's timer slack to 1 ns: the first time V8 needs the TSC's
+  // frequency (and this VM has no tsc_freq_khz), it measures it on the calling
+  // thread with nanosleep(1 ms, 2 ms, ...) retried on EINTR with the time left;
+  // under a signal every few µs each retry adds the default 50 µs slack to that
+  // time, so the sleep never ended (seen: 12 and 16 s left, growing) and the
+  // owner stalled with a helper waiting on stdin. No umh code sleeps there.
+  const prctl = Deno.build.arch === "aarch64" ? 167n : 157n;
+  libc().syscall(prctl, 29n, 1n, 0n, 0n, 0n, 0n); // PR_SET_TIMERSLACK
   // The helpers join the group of a first helper, which the owner is not in.
   let usr1 = 0, urg = 0;
   Deno.addSignalListener("SIGUSR1", () => usr1++);
@@ -408,12 +416,27 @@ wiredTest("BlobCommand signals arriving during spawns never run the owner's hand
         return "gone";
       }
     };
+    const read = (path: string): string => {
+      try {
+        return Deno.readTextFileSync(path).trim();
+      } catch {
+        return "-";
+      }
+    };
     const threads = [...Deno.readDirSync(`/proc/${ownerPid}/task`)].map((t) =>
       `${t.name}:${where(`${ownerPid}/task/${t.name}`)}`
     );
+    // The main thread's system call (or "running") and kernel stack, and where it is in user space.
+    const main = `/proc/${ownerPid}/task/${ownerPid}`;
+    const gdb = hasCommand("gdb")
+      ? text(
+        new Deno.Command("gdb", { args: ["-p", ownerPid!, "-batch", "-ex", "bt 12"], stdout: "piped", stderr: "null" })
+          .outputSync().stdout,
+      ).split("\n").filter((line) => line.startsWith("#")).join(" | ")
+      : "no gdb";
     stuck = `owner stuck after 60 s; threads ${threads.join(" ")}; children ${
       ourChildrenOf(Number(ownerPid)).map((pid) => `${pid}:${where(String(pid))}`).join(" ")
-    }`;
+    }; main thread syscall ${read(`${main}/syscall`)}; stack ${read(`${main}/stack`).split("\n").join(" < ")}; ${gdb}`;
     child.kill("SIGKILL");
   }, 60_000);
   const rest: string[] = [];
