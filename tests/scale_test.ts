@@ -112,3 +112,53 @@ Deno.test("UsermodeHelper leaves /proc/self/fd as it was and no zombie after 1,0
     assert.notEqual(ppid, Deno.pid, `helper pid ${pid} is still running`);
   }
 });
+
+// The trampoline keeps everything per call in its own frame (the child's
+// stack, the word the kernel clears at the exec): three Workers and the main
+// thread spawning at the same moment must each get their own helpers back.
+Deno.test("helpers spawned at once from three Workers and the main thread all answer their own owner", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "umh_workers_" });
+  try {
+    const lib = new URL("../lib/mod.ts", import.meta.url).href;
+    const blobs = new URL("../blobs/mod.ts", import.meta.url).href;
+    const body = `
+      import { blobFor } from "${blobs}";
+      import { encodeFrame, forkUsermodeBlob, loadBlob } from "${lib}";
+      export async function run(count) {
+        using blob = loadBlob(blobFor("reqrep"), { name: "reqrep" });
+        let ok = 0;
+        for (let i = 0; i < count; i++) {
+          const helper = forkUsermodeBlob(blob);
+          const writer = helper.stdin.getWriter();
+          await writer.write(encodeFrame(new TextEncoder().encode("!pid")));
+          await writer.close();
+          const { success, stdout } = await helper.output();
+          const reply = new TextDecoder().decode(stdout.subarray(4));
+          if (success && reply === String(helper.pid)) ok++;
+        }
+        return ok;
+      }`;
+    await Deno.writeTextFile(`${dir}/run.js`, body);
+    await Deno.writeTextFile(
+      `${dir}/worker.js`,
+      `import { run } from "./run.js"; self.onmessage = async (e) => postMessage(await run(e.data));`,
+    );
+    const { run } = await import(`file://${dir}/run.js`);
+    const workers = [0, 1, 2].map(() => new Worker(`file://${dir}/worker.js`, { type: "module" }));
+    try {
+      const answered = workers.map((worker) =>
+        new Promise<number>((resolve, reject) => {
+          worker.onmessage = (event) => resolve(event.data);
+          worker.onerror = (event) => reject(new Error(event.message));
+        })
+      );
+      for (const worker of workers) worker.postMessage(100);
+      const counts = await within(Promise.all([run(100), ...answered]), 120_000, "400 round trips from 4 threads");
+      assert.deepEqual(counts, [100, 100, 100, 100]);
+    } finally {
+      for (const worker of workers) worker.terminate();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
