@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { blobFor } from "../blobs/mod.ts";
 import { forkUsermodeBlob, loadBlob, type UsermodeHelper } from "../lib/mod.ts";
+import { roundTrips } from "./round_trips.ts";
 import { childFds, Conversation, openFds, ourZombies, processState, within } from "./test_util.ts";
 
 Deno.test("forkUsermodeBlob() children hold only fds 0, 1 and 2 with 50 helpers started at once", async () => {
@@ -119,31 +120,11 @@ Deno.test("UsermodeHelper leaves /proc/self/fd as it was and no zombie after 1,0
 Deno.test("helpers spawned at once from three Workers and the main thread all answer their own owner", async () => {
   const dir = await Deno.makeTempDir({ prefix: "umh_workers_" });
   try {
-    const lib = new URL("../lib/mod.ts", import.meta.url).href;
-    const blobs = new URL("../blobs/mod.ts", import.meta.url).href;
-    const body = `
-      import { blobFor } from "${blobs}";
-      import { encodeFrame, forkUsermodeBlob, loadBlob } from "${lib}";
-      export async function run(count) {
-        using blob = loadBlob(blobFor("reqrep"), { name: "reqrep" });
-        let ok = 0;
-        for (let i = 0; i < count; i++) {
-          const helper = forkUsermodeBlob(blob);
-          const writer = helper.stdin.getWriter();
-          await writer.write(encodeFrame(new TextEncoder().encode("!pid")));
-          await writer.close();
-          const { success, stdout } = await helper.output();
-          const reply = new TextDecoder().decode(stdout.subarray(4));
-          if (success && reply === String(helper.pid)) ok++;
-        }
-        return ok;
-      }`;
-    await Deno.writeTextFile(`${dir}/run.js`, body);
+    const shared = new URL("./round_trips.ts", import.meta.url).href;
     await Deno.writeTextFile(
       `${dir}/worker.js`,
-      `import { run } from "./run.js"; self.onmessage = async (e) => postMessage(await run(e.data));`,
+      `import { roundTrips } from "${shared}"; self.onmessage = async (e) => postMessage(await roundTrips(e.data));`,
     );
-    const { run } = await import(`file://${dir}/run.js`);
     const workers = [0, 1, 2].map(() => new Worker(`file://${dir}/worker.js`, { type: "module" }));
     try {
       const answered = workers.map((worker) =>
@@ -153,7 +134,11 @@ Deno.test("helpers spawned at once from three Workers and the main thread all an
         })
       );
       for (const worker of workers) worker.postMessage(100);
-      const counts = await within(Promise.all([run(100), ...answered]), 120_000, "400 round trips from 4 threads");
+      const counts = await within(
+        Promise.all([roundTrips(100), ...answered]),
+        120_000,
+        "400 round trips from 4 threads",
+      );
       assert.deepEqual(counts, [100, 100, 100, 100]);
     } finally {
       for (const worker of workers) worker.terminate();

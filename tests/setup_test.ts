@@ -78,6 +78,7 @@ import { libc } from "__SYMBOLS__";
 const { mode, options } = JSON.parse(Deno.args[0]);
 const reqrep = blobFor("reqrep");
 const frame = (s) => encodeFrame(new TextEncoder().encode(s));
+const prctl = (option, arg) => Number(libc().syscall(Deno.build.arch === "aarch64" ? 167n : 157n, option, arg, 0n, 0n, 0n, 0n));
 const status = (pid) => Object.fromEntries(["Uid", "Gid", "Groups"].map((k) => [k, Deno.readTextFileSync("/proc/" + pid + "/status").split("\n").find((l) => l.startsWith(k + ":")).slice(k.length + 1).trim().split(/\s+/).join(" ")]));
 function children() {
   const out = [];
@@ -119,8 +120,7 @@ if (mode === "report") {
   } catch (e) {
     error = { name: e.name, syscall: e.syscall, code: e.code };
   }
-  const prctl = Deno.build.arch === "aarch64" ? 167n : 157n;
-  const dumpable = Number(libc().syscall(prctl, 3n, 0n, 0n, 0n, 0n, 0n)); // PR_GET_DUMPABLE
+  const dumpable = prctl(3n, 0n); // PR_GET_DUMPABLE
   console.log(JSON.stringify({ error, children: children(), dumpable }));
 } else if (mode === "stress") {
   // The main thread's timer slack to 1 ns: the first time V8 needs the TSC's
@@ -129,8 +129,7 @@ if (mode === "report") {
   // under a signal every few µs each retry adds the default 50 µs slack to that
   // time, so the sleep never ended (seen: 12 and 16 s left, growing) and the
   // owner stalled with a helper waiting on stdin. No umh code sleeps there.
-  const prctl = Deno.build.arch === "aarch64" ? 167n : 157n;
-  libc().syscall(prctl, 29n, 1n, 0n, 0n, 0n, 0n); // PR_SET_TIMERSLACK
+  prctl(29n, 1n); // PR_SET_TIMERSLACK
   // The helpers join the group of a first helper, which the owner is not in.
   let usr1 = 0, urg = 0;
   Deno.addSignalListener("SIGUSR1", () => usr1++);
@@ -409,20 +408,14 @@ wiredTest("BlobCommand signals arriving during spawns never run the owner's hand
   // once, not reproduced since): say where, instead of hanging the suite.
   let stuck = "";
   const watchdog = setTimeout(() => {
-    const where = (pid: string): string => {
-      try {
-        return `${Deno.readTextFileSync(`/proc/${pid}/wchan`)}/${processState(Number(pid))}`;
-      } catch {
-        return "gone";
-      }
-    };
-    const read = (path: string): string => {
+    const read = (path: string, missing = "-"): string => {
       try {
         return Deno.readTextFileSync(path).trim();
       } catch {
-        return "-";
+        return missing;
       }
     };
+    const where = (pid: string): string => `${read(`/proc/${pid}/wchan`, "gone")}/${processState(Number(pid))}`;
     const threads = [...Deno.readDirSync(`/proc/${ownerPid}/task`)].map((t) =>
       `${t.name}:${where(`${ownerPid}/task/${t.name}`)}`
     );

@@ -94,23 +94,10 @@ for (const path of ["default", "clone", "posix_spawn"]) {
 // the owner, its threads and every helper on one CPU, the child must still
 // get that CPU at once: 200 sequential round trips, and 20 helpers at a time.
 const ONE_CPU = `
-import { blobFor } from "${new URL("../blobs/mod.ts", import.meta.url).href}";
-import { encodeFrame, forkUsermodeBlob, loadBlob } from "${new URL("../lib/mod.ts", import.meta.url).href}";
-using blob = loadBlob(blobFor("reqrep"), { name: "reqrep" });
-const request = encodeFrame(new TextEncoder().encode("ping"));
-const roundTrip = async () => {
-  const helper = forkUsermodeBlob(blob);
-  const writer = helper.stdin.getWriter();
-  await writer.write(request);
-  await writer.close();
-  const { success, stdout } = await helper.output();
-  return success && stdout.length === request.length;
-};
-let ok = 0;
-const t0 = performance.now();
-for (let i = 0; i < 200; i++) if (await roundTrip()) ok++;
-for (let i = 0; i < 5; i++) ok += (await Promise.all(Array.from({ length: 20 }, roundTrip))).filter(Boolean).length;
-console.log(JSON.stringify({ ok, ms: Math.round(performance.now() - t0), cpus: Deno.readTextFileSync("/proc/self/status").match(/Cpus_allowed_list:\\s*(\\S+)/)[1] }));
+import { roundTrips } from "${new URL("./round_trips.ts", import.meta.url).href}";
+const ok = await roundTrips(200) + await roundTrips(100, 20);
+const cpus = Deno.readTextFileSync("/proc/self/status").match(/Cpus_allowed_list:\\s*(\\S+)/)[1];
+console.log(JSON.stringify({ ok, cpus }));
 `;
 
 Deno.test({
