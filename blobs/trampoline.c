@@ -30,9 +30,9 @@
  *   link (-z defs, -nostdlib) proves the object imports nothing.
  * - The child stack is an array in umh_spawn's own frame, as musl does it:
  *   this thread does not return from it while the child runs (vfork, or
- *   await_exec), so the frame cannot change under it; there is no allocation, nothing static, and
- *   two threads (Deno workers) may spawn at once. The child needs well
- *   under 1 KiB of it.
+ *   await_exec), so the frame cannot change under it; there is no
+ *   allocation, nothing static, and two threads (Deno workers) may spawn at
+ *   once. The child needs well under 1 KiB of it.
  * - All signals stay blocked from before clone until just before exec. The
  *   child shares the owner's memory, so an owner handler running in it would
  *   corrupt the owner. clone3 with CLONE_CLEAR_SIGHAND (Linux 5.5+) gives the

@@ -328,8 +328,8 @@ function execFailureDetail(error: unknown, blob: UsermodeBlob, blobFd: number, c
     }
     // posix_spawn execs the memfd by its /proc/self/fd path (the trampoline
     // needs no path, but is itself dlopen()ed through one).
-    const proc = exists(`/proc/self/fd/${blobFd}`);
-    if (syscall === "posix_spawn" && (proc === false || (proc === null && interpreter === null && cwd === null))) {
+    const proc = syscall === "posix_spawn" ? exists(`/proc/self/fd/${blobFd}`) : true;
+    if (proc === false || (proc === null && interpreter === null && cwd === null)) {
       return `${failed}: /proc/self/fd/${blobFd} does not resolve; umh needs /proc mounted to run a blob`;
     }
   }
